@@ -1,0 +1,237 @@
+"""params.yaml -> frozen, typed dataclasses.
+
+Every key is checked once, at start-up: an unknown key, a missing key or a value of the wrong
+type raises ``ParamsError`` naming the key (``train.lr``) and what was expected. Architecture
+arguments (``model.<arch>``) are checked against that architecture's constructor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A bad params file; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    train_sets: tuple[str, ...]
+    test_sets: tuple[str, ...]
+    qfs: tuple[int, ...]
+    mirror: str
+    local: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: str
+    qacnet: dict[str, Any]
+    dncnn: dict[str, Any]
+    fbcnn: dict[str, Any]
+
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the selected architecture."""
+        return dict(getattr(self, self.arch))
+
+
+@dataclass(frozen=True)
+class LossParams:
+    l1_weight: float
+    fft_weight: float
+    vgg_weight: float
+    ssim_weight: float
+    qf_weight: float
+    stage_weight: float
+
+    def weights(self) -> dict[str, float]:
+        return {f.name.removesuffix("_weight"): getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "stage_weight"}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int
+    steps: int
+    max_minutes: float
+    batch_size: int
+    patch_size: int
+    patches_per_image: int
+    qf_min: int
+    qf_max: int
+    double_jpeg_prob: float
+    gray_prob: float
+    align_prob: float
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    min_lr: float
+    grad_clip: float
+    ema_decay: float
+    val_fraction: float
+    val_every: int
+    ckpt_every: int
+    log_every: int
+    workers: int
+    device: str
+    nproc: int
+    compile: bool
+    amp: bool
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    tile: int
+    overlap: int
+    tta: bool
+    device: str
+    primary_sets: tuple[str, ...]
+    primary_qfs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    model_name: str
+    threshold: float
+    pretrained: str
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    model: ModelParams
+    loss: LossParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    register: RegisterParams
+    tracking: TrackingParams
+
+    def digest(self) -> str:
+        """A short hash of the whole configuration (for checkpoints and resume checks)."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp``; return it converted (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ParamsError:
+                pass
+        raise ParamsError(f"{key}: expected {tp}, got {value!r}")
+    if tp is type(None):
+        if value is not None:
+            raise ParamsError(f"{key}: expected null, got {value!r}")
+        return None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        key_tp, val_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, key): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool) or tp is not bool and isinstance(value, bool):
+        raise ParamsError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if not isinstance(value, tp):
+        hint = " (write floats like 2.0e-4: YAML reads 2e-4 as a string)" if tp is float and isinstance(value, str) else ""
+        raise ParamsError(f"{key}: expected {_describe(tp)}, got {type(value).__name__} {value!r}{hint}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{prefix or 'params'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; expected {', '.join(prefix + n for n in names)}")
+    out = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name not in raw:
+            if f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+                continue
+            raise ParamsError(f"missing key {key} ({_describe(hints[f.name])})")
+        tp = hints[f.name]
+        out[f.name] = _build(tp, raw[f.name], key + ".") if dataclasses.is_dataclass(tp) else _coerce(raw[f.name], tp, key)
+    return cls(**out)
+
+
+def _check_arch_kwargs(model: ModelParams) -> ModelParams:
+    from pipeline.models import ARCHS, arch_defaults  # torch import: only once the YAML is valid
+
+    if model.arch not in ARCHS:
+        raise ParamsError(f"model.arch: unknown architecture {model.arch!r}; known: {', '.join(ARCHS)}")
+    checked = {}
+    for arch in ARCHS:
+        defaults = arch_defaults(arch)
+        raw = getattr(model, arch)
+        unknown = sorted(set(raw) - set(defaults))
+        if unknown:
+            raise ParamsError(f"unknown key(s) {', '.join(f'model.{arch}.{k}' for k in unknown)}; expected {sorted(defaults)}")
+        checked[arch] = {
+            k: _coerce(v, tuple[int, ...] if isinstance(defaults[k], tuple) else type(defaults[k]), f"model.{arch}.{k}")
+            for k, v in raw.items()
+        }
+    return dataclasses.replace(model, **checked)
+
+
+def parse(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping (as read from YAML)."""
+    params = _build(Params, raw, "")
+    params = dataclasses.replace(params, model=_check_arch_kwargs(params.model))
+    t = params.train
+    if not 1 <= t.qf_min <= t.qf_max <= 100:
+        raise ParamsError(f"train.qf_min/qf_max: need 1 <= qf_min <= qf_max <= 100, got {t.qf_min}, {t.qf_max}")
+    if t.batch_size % t.patches_per_image:
+        raise ParamsError(f"train.batch_size ({t.batch_size}) must be a multiple of train.patches_per_image ({t.patches_per_image})")
+    if t.patch_size % 8:
+        raise ParamsError(f"train.patch_size must be a multiple of 8, got {t.patch_size}")
+    for q in params.data.qfs:
+        if not 1 <= q <= 100:
+            raise ParamsError(f"data.qfs: quality {q} is outside 1..100")
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return parse(raw)
+    except ParamsError as e:
+        raise ParamsError(f"{path}: {e}") from None

@@ -1,0 +1,229 @@
+"""fit(): the training loop, top to bottom. No file layout, no MLflow: paths and a log callback
+come from the caller (stages/train.py, or the GPU script).
+
+AdamW with linear warm-up and cosine decay (by steps, or by wall time when ``max_minutes`` is
+set), gradient clipping, EMA weights (what gets shipped), bf16 autocast on CUDA, channels_last,
+optional torch.compile, DDP under torchrun, and resume from a checkpoint written every
+``ckpt_every`` steps: a killed run restarted with the same configuration continues where the
+last checkpoint left it, on the same stream of training pairs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.checkpoint import atomic_save
+from pipeline.degrade import Degradation, StreamSampler, TrainPairs, collate, to_tensor, validation_pairs, worker_init
+from pipeline.losses import HybridLoss
+from pipeline.metrics import psnr
+from pipeline.models import build_model
+from pipeline.params import LossParams, TrainParams
+
+LogFn = Callable[[dict[str, float], int], None]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class FitResult:
+    model: nn.Module  # the EMA weights, in eval mode, on the CPU
+    step: int
+    wall_s: float
+    patches_per_s: float
+    resumed_from: int
+    val: dict[str, float] = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def lr_at(cfg: TrainParams, step: int, progress: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from ``lr`` to ``min_lr`` over ``progress``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@torch.no_grad()
+def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray, int]], device: torch.device) -> dict[str, float]:
+    """Mean PSNR (RGB) of the model in blind mode, of the JPEG input, and the QF error."""
+    model.eval()
+    out_psnr, in_psnr, qf_err = [], [], []
+    for lq, gt, q in pairs:
+        res = model(to_tensor(lq)[None].to(device))
+        pred = (res.preds[-1][0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        out_psnr.append(psnr(gt, pred))
+        in_psnr.append(psnr(gt, lq))
+        if res.qf is not None:
+            qf_err.append(abs(float(res.qf[0]) - q))
+    val = {"val_psnr": float(np.mean(out_psnr)), "val_psnr_jpeg": float(np.mean(in_psnr))}
+    val["val_gain"] = val["val_psnr"] - val["val_psnr_jpeg"]
+    if qf_err:
+        val["val_qf_mae"] = float(np.mean(qf_err))
+    return val
+
+
+def fit(
+    arch: str,
+    kwargs: dict[str, Any],
+    train_images: list[np.ndarray],
+    val_images: list[np.ndarray],
+    cfg: TrainParams,
+    loss_cfg: LossParams,
+    resume_path: Path,
+    digest: str,
+    log: LogFn | None = None,
+    vgg_pretrained: bool = True,
+) -> FitResult:
+    """Train ``arch(**kwargs)``; returns the EMA model. Only rank 0 logs and writes files."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    model = build_model(arch, **kwargs).to(device, memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    loss_fn = HybridLoss(loss_cfg.weights(), loss_cfg.stage_weight, vgg_pretrained).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+
+    step, elapsed = 0, 0.0
+    if resume_path.exists():
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if state.get("digest") == digest:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            step, elapsed = int(state["step"]), float(state["elapsed"])
+            if main:
+                print(f"resuming from {resume_path} at step {step}")
+        elif main:
+            print(f"ignoring {resume_path}: it belongs to another configuration (digest {state.get('digest')} != {digest})")
+    resumed_from = step
+    time_limit = cfg.max_minutes * 60.0
+
+    def progress(s: int, t: float) -> float:
+        return max(s / cfg.steps, t / time_limit if time_limit > 0 else 0.0)
+
+    def save_state() -> None:
+        if main:
+            atomic_save(
+                {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                 "step": step, "elapsed": elapsed, "digest": digest},
+                resume_path,
+            )  # fmt: skip
+
+    items = cfg.batch_size // cfg.patches_per_image // world
+    if items < 1:
+        raise TrainingError(f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches")
+    deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob)
+    loader = torch.utils.data.DataLoader(
+        TrainPairs(train_images, cfg.patch_size, deg, cfg.seed, cfg.patches_per_image),
+        batch_size=items,
+        sampler=StreamSampler(step * items * world, rank, world),
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
+    fwd = torch.compile(net) if cfg.compile else net
+    val_pairs = validation_pairs(val_images)
+    amp = device.type == "cuda" and cfg.amp
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+    val: dict[str, float] = {}
+    t_start, window_t, window_n = time.time() - elapsed, time.time(), 0
+    rate = 0.0
+    # Redraw at most once a minute when the output is a log file, not a terminal.
+    bar = tqdm(total=cfg.steps, initial=step, disable=not main, dynamic_ncols=True, desc="train",
+               mininterval=1.0 if sys.stderr.isatty() else 60.0)  # fmt: skip
+    data = iter(loader)
+    done = progress(step, elapsed) >= 1.0
+    while not done:
+        lq, gt, qf = (t.to(device, non_blocking=True) for t in next(data))
+        lq, gt = lq.contiguous(memory_format=torch.channels_last), gt.contiguous(memory_format=torch.channels_last)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step, progress(step, elapsed))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = fwd(lq, qf)
+        loss, parts = loss_fn(type(out)([p.float() for p in out.preds], out.qf), gt, qf)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():  # EMA with a warm-up, so short runs are not dominated by the init
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+            for b_ema, b in zip(ema.buffers(), model.buffers()):
+                b_ema.copy_(b)
+        step += 1
+        window_n += lq.shape[0] * world
+        elapsed = time.time() - t_start
+        bar.update(1)
+        last = progress(step, elapsed) >= 1.0
+        if world > 1 and time_limit > 0:  # wall clocks differ: rank 0 decides when to stop
+            flag = torch.tensor([float(last)], device=device)
+            dist.broadcast(flag, 0)
+            last = bool(flag.item())
+        done = last
+        if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or last:
+            # Once a step goes NaN every later loss is NaN too: checking here, before any
+            # checkpoint is written, is enough to never save broken weights.
+            if not math.isfinite(float(loss.detach())):
+                raise TrainingError(
+                    f"loss became {float(loss.detach())} at step {step} (grad norm {float(gnorm):.3g}); "
+                    f"the last good checkpoint is kept at {resume_path}. Lower train.lr or train.grad_clip."
+                )
+        if step % cfg.log_every == 0 or last:
+            rate = window_n / max(time.time() - window_t, 1e-9)
+            window_t, window_n = time.time(), 0
+            metrics = {"loss": float(loss.detach()), **{f"loss_{k}": float(v) for k, v in parts.items()}}
+            metrics.update(lr=opt.param_groups[0]["lr"], grad_norm=float(gnorm), patches_per_s=rate)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", pps=f"{rate:.0f}")
+            if main and log:
+                log(metrics, step)
+        if main and (step % cfg.val_every == 0 or last) and val_pairs:
+            val = validate(ema, val_pairs, device)
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
+            if log:
+                log(val, step)
+        if step % cfg.ckpt_every == 0 or last:
+            save_state()
+    bar.close()
+    if main and not val and val_pairs:  # a run that was already complete: report its validation
+        val = validate(ema, val_pairs, device)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return FitResult(ema.float().cpu().eval(), step, elapsed, rate, resumed_from, val)
