@@ -36,7 +36,10 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples -> lists so the checkpoint holds only types weights_only loading accepts."""
+    """Tuples -> lists, str subclasses (torch.__version__) -> str: only types that
+    weights_only loading accepts."""
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

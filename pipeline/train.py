@@ -95,8 +95,12 @@ def fit(
     digest: str,
     log: LogFn | None = None,
     vgg_pretrained: bool = True,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
-    """Train ``arch(**kwargs)``; returns the EMA model. Only rank 0 logs and writes files."""
+    """Train ``arch(**kwargs)``; returns the EMA model. Only rank 0 logs and writes files.
+
+    ``init``: weights to start from (continued training) instead of a fresh initialisation.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(cfg.device)
@@ -111,7 +115,10 @@ def fit(
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-    model = build_model(arch, **kwargs).to(device, memory_format=torch.channels_last)
+    model = build_model(arch, **kwargs)
+    if init is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
+    model = model.to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = HybridLoss(loss_cfg.weights(), loss_cfg.stage_weight, vgg_pretrained).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

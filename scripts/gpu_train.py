@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from pipeline import images, metrics, params
-from pipeline.checkpoint import save_checkpoint
+from pipeline.checkpoint import _plain, read_checkpoint, save_checkpoint
 from pipeline.degrade import load_training_images
 from pipeline.inference import estimate_qf, restore
 from pipeline.models import count_params
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--double-jpeg", type=float, default=0.1)
     ap.add_argument("--tiny", action="store_true", help="a CPU dry run: small model, few QFs")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--init", type=Path, help="continue from this checkpoint's weights (its meta is kept as history)")
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--qfs", default=",".join(map(str, QFS)), help="LIVE1 QFs to score at the end")
     ap.add_argument("--commit", default="unknown", help="git commit of this code (the device copy has no .git)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     train_paths = [q for q in paths if q not in val_paths]
     cfg = dataclasses.replace(
         p.train, steps=10**7, max_minutes=args.minutes, batch_size=args.batch, patches_per_image=4,
-        lr=args.lr, warmup_steps=500, val_every=2000, ckpt_every=2000, log_every=200,
+        lr=args.lr, warmup_steps=args.warmup, val_every=2000, ckpt_every=2000, log_every=200,
         workers=args.workers, double_jpeg_prob=args.double_jpeg, device="auto",
     )  # fmt: skip
     kwargs = p.model.kwargs()
@@ -108,15 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         if "val_psnr" in m or step % 1000 == 0:
             print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()), flush=True)
 
-    res = fit(p.model.arch, kwargs, train_imgs, val_imgs, cfg, p.loss, args.out / "resume.pt", p.digest(), log, vgg_pretrained=False)
+    init, history = None, []
+    if args.init:
+        ckpt = read_checkpoint(args.init)
+        if ckpt["arch"] != p.model.arch or ckpt["kwargs"] != _plain(kwargs):
+            raise SystemExit(f"{args.init}: {ckpt['arch']} {ckpt['kwargs']} does not match params.yaml's model")
+        init = ckpt["weights"]
+        history = ckpt["meta"].get("history", []) + [{k: v for k, v in ckpt["meta"].items() if k != "history"}]
+    res = fit(p.model.arch, kwargs, train_imgs, val_imgs, cfg, p.loss, args.out / "resume.pt", p.digest(), log,
+              vgg_pretrained=False, init=init)  # fmt: skip
     (args.out / "resume.pt").unlink(missing_ok=True)  # optimizer state: too big to bring back
     meta = {
-        "steps": res.step, "wall_s": round(res.wall_s, 1), "gpu": gpu, "torch": torch.__version__,
+        "steps": res.step, "wall_s": round(res.wall_s, 1), "gpu": gpu, "torch": str(torch.__version__),
         "patches_per_s": round(res.patches_per_s, 1), "batch_size": cfg.batch_size, "patch_size": cfg.patch_size,
         "train_images": len(train_imgs), "val": res.val, "train_cfg": dataclasses.asdict(cfg),
         "loss": dataclasses.asdict(p.loss), "params_digest": p.digest(), "git_commit": args.commit,
         "data": "BSD200 + T91 (../shared/datasets/train), every 50th image held out for validation",
-        "params": count_params(res.model),
+        "params": count_params(res.model), "history": history,
     }  # fmt: skip
     save_checkpoint(args.out / "model.pt", p.model.arch, kwargs, res.model, meta, half=True)
     (args.out / "train_log.json").write_text(json.dumps({"meta": meta, "log": log_lines}, indent=1, default=str))
@@ -125,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = res.model.to(device).eval()
     with ProcessPoolExecutor(max_workers=min(14, os.cpu_count() or 2)) as pool:
-        table = evaluate_live1(model, args.live1, (10, 40) if args.tiny else QFS, pool)
+        table = evaluate_live1(model, args.live1, tuple(int(q) for q in args.qfs.split(",")), pool)
     (args.out / "live1_gpu_eval.json").write_text(json.dumps(table, indent=1))
     print(f"evaluation done at {time.time() - t0:.0f} s", flush=True)
     if not args.skip_bench:
