@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.archs.split(","):
         r = bench(arch, device, args.train_batch, args.patch, (w, h), args.repeats)
         rows.append(r)
-        print(f"{arch:8} {r['params_M']:7.2f}M {r['train_patches_per_s']:16.1f} {r['infer_ms']:9.1f} {r['peak_infer_MiB']:9.0f}", flush=True)
+        print(
+            f"{arch:8} {r['params_M']:7.2f}M {r['train_patches_per_s']:16.1f} {r['infer_ms']:9.1f} {r['peak_infer_MiB']:9.0f}",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=2)

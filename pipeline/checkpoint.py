@@ -52,7 +52,10 @@ def save_checkpoint(
 ) -> None:
     """Write the model's weights (fp16 when ``half``: half the size, for shipping) with its
     constructor arguments and metadata (steps, params digest, git commit, run id...)."""
-    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
+    weights = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
     atomic_save({"arch": arch, "kwargs": _plain(kwargs), "weights": weights, "meta": _plain(meta)}, path)
 
 

@@ -35,7 +35,9 @@ def augment(img: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
 
 
-def make_pair(src: np.ndarray, patch: int, deg: Degradation, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+def make_pair(
+    src: np.ndarray, patch: int, deg: Degradation, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Cut a (patch x patch) pair from RGB uint8 ``src`` (each side >= patch + 16).
 
     Returns (lq, gt, qf_label) with lq, gt uint8 (patch, patch, 3). A region 16 px larger is
@@ -136,7 +138,9 @@ def worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def validation_pairs(images: list[np.ndarray], qfs: Sequence[int] = (10, 30, 50), crop: int = 256) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def validation_pairs(
+    images: list[np.ndarray], qfs: Sequence[int] = (10, 30, 50), crop: int = 256
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Deterministic (lq, gt, qf) for validation: a centre crop (multiple of 8) per image and QF."""
     out = []
     for img in images:

@@ -140,9 +140,7 @@ def _check_pixel_count(data: bytes, name: str, max_pixels: int) -> None:
     except (UnidentifiedImageError, OSError, ValueError):
         return  # a format Pillow does not know: OpenCV decides below
     if w * h > max_pixels:
-        raise ImageError(
-            f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP is over the {max_pixels / 1e6:.0f} MP pixel limit"
-        )
+        raise ImageError(f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP is over the {max_pixels / 1e6:.0f} MP pixel limit")
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -253,6 +251,49 @@ def qf_from_tables(luma: np.ndarray, chroma: np.ndarray | None = None) -> tuple[
         if best_err is None or err < best_err:
             best, best_err = q, err
     return best, best_err == 0
+
+
+_DCT8 = np.array(
+    [[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16) for x in range(8)] for u in range(8)]
+)
+_LUMA_BY_QF = np.stack([_TABLES[q][0] for q in range(1, 101)]).astype(np.float64)  # (100, 64)
+
+
+def qf_from_pixels(rgb: np.ndarray, max_blocks: int = 1024, tol: float = 0.75) -> tuple[int | None, float]:
+    """Recover the IJG quality of a decoded JPEG from its pixels alone (a re-saved PNG, say).
+
+    Decoding leaves each 8x8 block's luma DCT coefficients on multiples of the quantization
+    step, blurred only by rounding (about 0.3). For every QF the score is, per frequency with a
+    step of 3 or more, the share of clearly non-zero coefficients within ``tol`` of a multiple,
+    corrected for the share that lands there by chance (2 tol / step), averaged. Returns the
+    best QF and its score (about 0.1 to 0.8 for an aligned single JPEG, about 0 for anything
+    else: an uncompressed image, a shifted grid): the caller decides what score to trust.
+    """
+    x = rgb.astype(np.float64)
+    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] - 128.0  # JPEG's own luma
+    h, w = y.shape[0] // 8 * 8, y.shape[1] // 8 * 8
+    if h == 0 or w == 0:
+        return None, 0.0
+    blocks = y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    if len(blocks) > max_blocks:
+        blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
+    coef = (_DCT8 @ blocks @ _DCT8.T).reshape(len(blocks), 64)
+    per_freq = [coef[np.abs(coef[:, f]) > 1.0, f] for f in range(64)]
+    scores = np.full(100, -1.0)
+    for i, table in enumerate(_LUMA_BY_QF):
+        fits, weights = [], []
+        for f, c in enumerate(per_freq):
+            step = table[f]
+            if step < 3 or len(c) < 8:
+                continue
+            fit = (np.abs(c - step * np.round(c / step)) < tol).mean()
+            chance = 2 * tol / step
+            fits.append((fit - chance) / (1 - chance))
+            weights.append(len(c))
+        if weights:
+            scores[i] = np.average(fits, weights=weights)
+    best = int(np.argmax(scores))
+    return (best + 1, float(scores[best])) if scores[best] > -1 else (None, 0.0)
 
 
 def jpeg_quality(data: bytes) -> tuple[int | None, bool]:

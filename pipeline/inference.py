@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline import images
 from pipeline.degrade import augment
 
 ProgressFn = Callable[[int, int], None]
@@ -28,9 +29,21 @@ def _to_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device).contiguous(memory_format=torch.channels_last)
 
 
-@torch.inference_mode()
+PIXEL_QF_MIN_SCORE = 0.05  # aligned single JPEGs score >= 0.1, anything else about 0
+
+
 def estimate_qf(model: nn.Module, image: np.ndarray) -> float | None:
-    """The model's QF estimate for the whole image, or None if it has no estimator."""
+    """Blind QF for a decoded image: read off its quantization lattice when the pixels still
+    carry one (a JPEG re-saved losslessly, grid aligned), else the model's learned estimator."""
+    qf, score = images.qf_from_pixels(image)
+    if qf is not None and score >= PIXEL_QF_MIN_SCORE:
+        return float(qf)
+    return estimate_qf_net(model, image)
+
+
+@torch.inference_mode()
+def estimate_qf_net(model: nn.Module, image: np.ndarray) -> float | None:
+    """The model's learned QF estimate for the whole image, or None if it has no estimator."""
     device = _device(model)
     if hasattr(model, "estimator"):  # QACNet: a cheap head that runs at 1/8 resolution
         x = _to_tensor(image, device)
@@ -98,7 +111,8 @@ def _restore_once(model: nn.Module, image: np.ndarray, qf: float | None, tile: i
             done += 1
             if progress:
                 progress(done, total)
-    return acc / wsum
+    acc /= wsum  # in place: no second full-size float copy
+    return acc
 
 
 def restore_float(model: nn.Module, image: np.ndarray, qf: float | None = None, tile: int = 0, overlap: int = 64,

@@ -13,6 +13,10 @@ from torch import Tensor, nn
 from pipeline.models.common import Restored
 
 
+class MissingWeightsError(RuntimeError):
+    """Pretrained weights a loss needs are not available (offline); the message says what to do."""
+
+
 class L1Loss(nn.Module):
     """Spatial mean absolute error."""
 
@@ -81,7 +85,7 @@ class VGGLoss(nn.Module):
         try:
             features = vgg19(weights=weights).features[: VGG_LAYERS[-1] + 1]
         except (OSError, RuntimeError) as e:  # URLError is an OSError
-            raise RuntimeError(
+            raise MissingWeightsError(
                 "loss.vgg_weight > 0 needs torchvision's VGG19 ImageNet weights "
                 f"({VGG19_Weights.IMAGENET1K_V1.url}), which are not in the torch hub cache "
                 f"({torch.hub.get_dir()}/checkpoints) and could not be downloaded: {e}. "

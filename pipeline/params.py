@@ -54,7 +54,11 @@ class LossParams:
     stage_weight: float
 
     def weights(self) -> dict[str, float]:
-        return {f.name.removesuffix("_weight"): getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "stage_weight"}
+        return {
+            f.name.removesuffix("_weight"): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "stage_weight"
+        }
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool and not isinstance(value, bool) or tp is not bool and isinstance(value, bool):
         raise ParamsError(f"{key}: expected {_describe(tp)}, got {value!r}")
     if not isinstance(value, tp):
-        hint = " (write floats like 2.0e-4: YAML reads 2e-4 as a string)" if tp is float and isinstance(value, str) else ""
+        hint = (
+            " (write floats like 2.0e-4: YAML reads 2e-4 as a string)" if tp is float and isinstance(value, str) else ""
+        )
         raise ParamsError(f"{key}: expected {_describe(tp)}, got {type(value).__name__} {value!r}{hint}")
     return value
 
@@ -172,7 +178,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ParamsError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; expected {', '.join(prefix + n for n in names)}")
+        raise ParamsError(
+            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; expected {', '.join(prefix + n for n in names)}"
+        )
     out = {}
     for f in dataclasses.fields(cls):
         key = prefix + f.name
@@ -182,7 +190,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
                 continue
             raise ParamsError(f"missing key {key} ({_describe(hints[f.name])})")
         tp = hints[f.name]
-        out[f.name] = _build(tp, raw[f.name], key + ".") if dataclasses.is_dataclass(tp) else _coerce(raw[f.name], tp, key)
+        out[f.name] = (
+            _build(tp, raw[f.name], key + ".") if dataclasses.is_dataclass(tp) else _coerce(raw[f.name], tp, key)
+        )
     return cls(**out)
 
 
@@ -197,7 +207,9 @@ def _check_arch_kwargs(model: ModelParams) -> ModelParams:
         raw = getattr(model, arch)
         unknown = sorted(set(raw) - set(defaults))
         if unknown:
-            raise ParamsError(f"unknown key(s) {', '.join(f'model.{arch}.{k}' for k in unknown)}; expected {sorted(defaults)}")
+            raise ParamsError(
+                f"unknown key(s) {', '.join(f'model.{arch}.{k}' for k in unknown)}; expected {sorted(defaults)}"
+            )
         checked[arch] = {
             k: _coerce(v, tuple[int, ...] if isinstance(defaults[k], tuple) else type(defaults[k]), f"model.{arch}.{k}")
             for k, v in raw.items()
@@ -213,7 +225,9 @@ def parse(raw: dict[str, Any]) -> Params:
     if not 1 <= t.qf_min <= t.qf_max <= 100:
         raise ParamsError(f"train.qf_min/qf_max: need 1 <= qf_min <= qf_max <= 100, got {t.qf_min}, {t.qf_max}")
     if t.batch_size % t.patches_per_image:
-        raise ParamsError(f"train.batch_size ({t.batch_size}) must be a multiple of train.patches_per_image ({t.patches_per_image})")
+        raise ParamsError(
+            f"train.batch_size ({t.batch_size}) must be a multiple of train.patches_per_image ({t.patches_per_image})"
+        )
     if t.patch_size % 8:
         raise ParamsError(f"train.patch_size must be a multiple of 8, got {t.patch_size}")
     for q in params.data.qfs:

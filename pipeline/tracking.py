@@ -113,6 +113,119 @@ def set_tags(tags: dict[str, Any]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+def run_exists(run_id: str) -> bool:
+    try:
+        init_store().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
+
+
 def active_run_id() -> str | None:
     run = mlflow.active_run()
     return run.info.run_id if run else None
+
+
+# ---- model registry -------------------------------------------------------------------------
+# A registered version's source is the run artifact folder holding our own self-describing
+# checkpoint (model.pt); the network is rebuilt from our code with weights-only loading.
+
+CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run that holds model.pt
+
+
+def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tuple[str, ...] = ()) -> str:
+    """Register the checkpoint logged in ``run_id`` as a new version of ``name``; returns the version."""
+    client = init_store()
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        pass  # it exists (or another process just created it)
+    source = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
+    mv = client.create_model_version(name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, mv.version)
+    return str(mv.version)
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    init_store().set_registered_model_alias(name, alias, version)
+
+
+def alias_version(name: str, alias: str) -> dict[str, Any] | None:
+    """The version holding ``alias`` as a dict (see ``registered_versions``), or None."""
+    client = init_store()
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return _version_dict(client.get_model_version(name, mv.version))
+
+
+def _version_dict(mv: Any) -> dict[str, Any]:
+    return {
+        "version": str(mv.version), "aliases": list(mv.aliases), "tags": dict(mv.tags), "run_id": mv.run_id,
+        "source": mv.source, "created": mv.creation_timestamp, "description": mv.description or "",
+    }  # fmt: skip
+
+
+def registered_versions(name: str) -> list[dict[str, Any]]:
+    """All versions of ``name``, newest first, each with its aliases and tags ([] if none)."""
+    client = init_store()
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+    # search_model_versions leaves ``aliases`` empty: read each version for them.
+    versions = [_version_dict(client.get_model_version(name, mv.version)) for mv in found]
+    return sorted(versions, key=lambda v: int(v["version"]), reverse=True)
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
+    client = init_store()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+
+
+def checkpoint_from_uri(uri: str) -> Path:
+    """Local path of model.pt for ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or
+    ``runs:/<run_id>/model``. Raises LookupError with a clear message when it does not exist."""
+    client = init_store()
+    if uri.startswith("models:/"):
+        ref = uri.removeprefix("models:/")
+        name, alias = ref.split("@", 1) if "@" in ref else (ref.rsplit("/", 1)[0], None)
+        try:
+            if alias is not None:
+                mv = client.get_model_version_by_alias(name, alias)
+            else:
+                mv = client.get_model_version(name, ref.rsplit("/", 1)[1])
+        except mlflow.exceptions.MlflowException:
+            raise LookupError(f"{uri}: no such registered model version in {tracking_uri()}") from None
+        source = mv.source
+    elif uri.startswith("runs:/"):
+        source = uri
+    else:
+        raise LookupError(f"{uri}: expected models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/model")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    path = local / "model.pt" if local.is_dir() else local
+    if not path.is_file():
+        raise LookupError(f"{uri}: artifact {source} holds no model.pt")
+    return path
+
+
+def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of a run's metric."""
+    return [(m.step, m.value) for m in init_store().get_metric_history(run_id, key)]
+
+
+def search_runs(experiment: str, max_results: int = 200) -> list[dict[str, Any]]:
+    """Runs of an experiment (newest first): id, name, status, start, params, metrics, tags."""
+    client = init_store()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], max_results=max_results, order_by=["attributes.start_time DESC"])
+    return [
+        {"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status, "start": r.info.start_time,
+         "params": dict(r.data.params), "metrics": dict(r.data.metrics), "tags": dict(r.data.tags)}
+        for r in runs
+    ]  # fmt: skip

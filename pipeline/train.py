@@ -66,7 +66,9 @@ def lr_at(cfg: TrainParams, step: int, progress: float) -> float:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray, int]], device: torch.device) -> dict[str, float]:
+def validate(
+    model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray, int]], device: torch.device
+) -> dict[str, float]:
     """Mean PSNR (RGB) of the model in blind mode, of the JPEG input, and the QF error."""
     model.eval()
     out_psnr, in_psnr, qf_err = [], [], []
@@ -134,7 +136,9 @@ def fit(
             if main:
                 print(f"resuming from {resume_path} at step {step}")
         elif main:
-            print(f"ignoring {resume_path}: it belongs to another configuration (digest {state.get('digest')} != {digest})")
+            print(
+                f"ignoring {resume_path}: it belongs to another configuration (digest {state.get('digest')} != {digest})"
+            )
     resumed_from = step
     time_limit = cfg.max_minutes * 60.0
 
@@ -151,7 +155,9 @@ def fit(
 
     items = cfg.batch_size // cfg.patches_per_image // world
     if items < 1:
-        raise TrainingError(f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches")
+        raise TrainingError(
+            f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches"
+        )
     deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob)
     loader = torch.utils.data.DataLoader(
         TrainPairs(train_images, cfg.patch_size, deg, cfg.seed, cfg.patches_per_image),
@@ -164,7 +170,11 @@ def fit(
         persistent_workers=False,
         prefetch_factor=4 if cfg.workers > 0 else None,
     )
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
+    net = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
     fwd = torch.compile(net) if cfg.compile else net
     val_pairs = validation_pairs(val_images)
     amp = device.type == "cuda" and cfg.amp

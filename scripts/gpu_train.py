@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     p = params.load("params.yaml")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)"
-    print(f"torch {torch.__version__}, python {platform.python_version()}, GPU {gpu}, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"torch {torch.__version__}, python {platform.python_version()}, GPU {gpu}, {os.cpu_count()} CPUs", flush=True
+    )
 
     paths = sorted(q for q in args.train.rglob("*") if q.suffix.lower() in images.IMAGE_SUFFIXES)
     val_paths = paths[::50]  # 2%, spread over both folders; held out of training
@@ -100,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = p.model.kwargs()
     if args.tiny:
         kwargs.update(width=8, mid_blocks=1)
-        cfg = dataclasses.replace(cfg, batch_size=8, patch_size=64, val_every=20, ckpt_every=20, log_every=10, warmup_steps=5)
+        cfg = dataclasses.replace(
+            cfg, batch_size=8, patch_size=64, val_every=20, ckpt_every=20, log_every=10, warmup_steps=5
+        )
     train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
     val_imgs = [images.read_image(q) for q in val_paths]
-    print(f"train images {len(train_imgs)} (skipped {len(skipped)} smaller than {cfg.patch_size + 16} px), val {len(val_imgs)}", flush=True)
+    print(
+        f"train images {len(train_imgs)} (skipped {len(skipped)} smaller than {cfg.patch_size + 16} px), val {len(val_imgs)}",
+        flush=True,
+    )
     log_lines: list[dict] = []
 
     def log(m: dict[str, float], step: int) -> None:
@@ -131,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     save_checkpoint(args.out / "model.pt", p.model.arch, kwargs, res.model, meta, half=True)
     (args.out / "train_log.json").write_text(json.dumps({"meta": meta, "log": log_lines}, indent=1, default=str))
-    print(f"saved {args.out / 'model.pt'} after {res.step} steps, {res.wall_s:.0f} s, {time.time() - t0:.0f} s total", flush=True)
+    print(
+        f"saved {args.out / 'model.pt'} after {res.step} steps, {res.wall_s:.0f} s, {time.time() - t0:.0f} s total",
+        flush=True,
+    )
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = res.model.to(device).eval()

@@ -16,7 +16,9 @@ from pipeline.models.common import Restored, as_qf_tensor, pad_to_multiple
 class ResBlock(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, padding=1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -55,7 +57,9 @@ class FBCNN(nn.Module):
             nn.Linear(1, embed_dim), nn.ReLU(inplace=True), nn.Linear(embed_dim, embed_dim),
             nn.ReLU(inplace=True), nn.Linear(embed_dim, embed_dim), nn.ReLU(inplace=True),
         )  # fmt: skip
-        self.to_gamma = nn.ModuleList(nn.Sequential(nn.Linear(embed_dim, nc[i]), nn.Sigmoid()) for i in range(len(nc) - 1))
+        self.to_gamma = nn.ModuleList(
+            nn.Sequential(nn.Linear(embed_dim, nc[i]), nn.Sigmoid()) for i in range(len(nc) - 1)
+        )
         self.to_beta = nn.ModuleList(nn.Sequential(nn.Linear(embed_dim, nc[i]), nn.Tanh()) for i in range(len(nc) - 1))
 
     def forward(self, lq: Tensor, qf: Tensor | float | None = None) -> Restored:

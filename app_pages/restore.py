@@ -1,0 +1,114 @@
+"""Restore page: a sample photo or an upload in, the restored PNG out, with ways to compare."""
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from pipeline import images, inference, metrics
+from pipeline.restore import encode_output
+
+TYPES = [s.lstrip(".") for s in images.IMAGE_SUFFIXES]
+
+st.title("Restore a JPEG")
+model, model_key = common.model_picker()
+p = common.load_params()
+
+# ---- input: a bundled sample compressed here (its original is known), or an upload ----------
+source = st.radio("Photo", ["Sample photo", "Upload"], horizontal=True)
+original, ref = None, None
+if source == "Sample photo":
+    photos = common.sample_photos()
+    left, right = st.columns(2)
+    name = left.selectbox("Sample photo", list(photos))
+    q = right.slider("Compress it at JPEG quality", 5, 95, 20)
+    original = photos[name]
+    data, filename = images.encode_jpeg(original, q), f"{name}_q{q}.jpg"
+else:
+    upload = st.file_uploader("A JPEG (or PNG, WebP, ...) to restore", type=TYPES)
+    ref = st.file_uploader("Its uncompressed original (optional: scores PSNR/SSIM)", type=TYPES)
+    if upload is None:
+        st.info("Upload a photo to restore it.")
+        st.stop()
+    data, filename = upload.getvalue(), upload.name
+digest = hashlib.sha1(data).hexdigest()
+try:
+    decoded = common.memo("decoded", (digest, filename), lambda: images.decode_image(data, filename))
+    if ref is not None:
+        original = images.decode_image(ref.getvalue(), ref.name).rgb
+except images.ImageError as e:
+    st.error(f"Cannot use this file: {e}")
+    st.stop()
+
+# ---- QF: the file's, the estimator's, and the one the user restores with --------------------
+estimate = common.memo("estimate", (model_key, digest), lambda: inference.estimate_qf(model, decoded.rgb))
+c1, c2, c3 = st.columns(3)
+if decoded.qf is None:
+    c1.metric("QF in the file", "none", help="Not a JPEG (or no quantization tables).")
+else:
+    c1.metric("QF in the file", decoded.qf, help="Read from the JPEG's quantization tables.")
+    c1.caption("exact: standard IJG tables" if decoded.qf_exact else "approximate: non-standard tables")
+c2.metric("Estimator's guess", "n/a" if estimate is None else f"{estimate:.0f}")
+default_qf = decoded.qf or (round(estimate) if estimate is not None else 50)
+qf = c3.slider(
+    "Restore as QF", 1, 100, int(default_qf), key=f"qf_{digest}",
+    help="Lower removes more artifacts, higher keeps more detail.",
+)  # fmt: skip
+tta = st.checkbox("Average 8 flips/rotations (TTA: 8x slower, slightly better)")
+
+
+def run() -> tuple:
+    bar = st.progress(0.0, text="Restoring...")
+
+    def step(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Restoring: tile {done} of {total}")
+
+    pred = inference.restore_float(model, decoded.rgb, qf, p.evaluate.tile, p.evaluate.overlap, tta, progress=step)
+    bar.empty()
+    restored = inference.to_uint8(pred)
+    return restored, encode_output(pred, decoded)  # encode_output overwrites pred: last
+
+
+restored, png = common.memo("restored", (model_key, digest, qf, tta), run)
+before, after = common.preview(decoded.rgb), common.preview(restored)
+
+st.subheader("Before and after")
+left, right = st.columns(2)
+h, w = decoded.rgb.shape[:2]
+left.image(before, caption=f"Input: {filename} ({w}x{h})", output_format="PNG")
+right.image(after, caption=f"Restored (QF {qf})", output_format="PNG")
+st.download_button("Download the restored PNG", png, f"{Path(filename).stem}_restored.png", "image/png")
+
+if original is not None:
+    if original.shape != decoded.rgb.shape:
+        st.warning(f"The original is {original.shape[1]}x{original.shape[0]}, the input {w}x{h}: no scores.")
+    else:
+        scores = common.memo(
+            "scores",
+            (model_key, digest, qf, tta, hashlib.sha1(original).hexdigest()),
+            lambda: (metrics.score(original, decoded.rgb), metrics.score(original, restored)),
+        )
+        table = pd.DataFrame(scores, index=["input", "restored"]).T
+        table["gain"] = table["restored"] - table["input"]
+        st.subheader("Scores against the original")
+        st.dataframe(table.rename(index=str.upper).style.format("{:.4f}"))
+
+st.subheader("Zoom")
+c1, c2, c3 = st.columns(3)
+x = c1.slider("Across (%)", 0, 100, 50)
+y = c2.slider("Down (%)", 0, 100, 50)
+size = min(c3.select_slider("Crop size (px)", [32, 64, 128, 256], value=64), h, w)
+factor = max(1, 512 // size)
+left, right = st.columns(2)
+left.image(common.zoom(common.crop(decoded.rgb, x / 100, y / 100, size), factor), caption="Input", output_format="PNG")
+right.image(common.zoom(common.crop(restored, x / 100, y / 100, size), factor), caption="Restored", output_format="PNG")
+
+st.subheader("Wipe")
+cut = st.slider("Restored on the left, input on the right (%)", 0, 100, 50)
+st.image(common.wipe(after, before, cut / 100), output_format="PNG")
+
+st.subheader("Difference")
+gain = st.slider("Amplification", 1, 20, 8)
+st.image(common.diff_map(before, after, gain), caption=f"|restored - input| x {gain}", output_format="PNG")

@@ -1,0 +1,249 @@
+"""The evaluation report's parts: tables, PNG plots (as bytes), the ablation table, two renderers.
+
+A report is a list of blocks rendered twice (``to_markdown``, ``to_html``), so the two never disagree:
+``("h", level, text)``, ``("p", text)``, ``("list", items)``, ``("table", headers, rows)``,
+``("img", path relative to the report, caption)``. Reading and writing files is ``stages/report.py``'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Block = tuple
+MODES = {"blind": "blind (QF estimated)", "header": "QF from the JPEG header"}
+REPRODUCED = "reproduced here"  # source label of the published JPEG rows
+ABLATION_KEYS = ("model.arch", "model.qacnet.num_stages", "model.qacnet.qf_conditioning")  # and every loss.*
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px}
+th{background:#eee;text-align:left}tr.group td{border-top:2px solid #777}code{background:#f4f4f4}
+figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:.9em}"""
+
+
+def fmt(x: Any, digits: int = 2, signed: bool = False) -> str:
+    """A number for a table cell; '-' when missing."""
+    if isinstance(x, str):
+        return x
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def published_rows(published: dict[str, Any], set_name: str, qf: int) -> list[dict[str, Any]]:
+    """The published rows of one set at one QF: method, kind, params, source and that QF's numbers."""
+    rows = published.get("sets", {}).get(set_name, [])
+    return [
+        {k: r[k] for k in ("method", "kind", "params", "source")} | r["results"][qf] for r in rows if qf in r["results"]
+    ]
+
+
+def _scores(m: dict[str, Any], ssim_digits: int = 4) -> list[str]:
+    return [fmt(m.get("psnr")), fmt(m.get("ssim"), ssim_digits), fmt(m.get("psnrb")), fmt(m.get("psnr_y"))]
+
+
+def set_table(set_name: str, by_qf: dict[str, Any], published: dict[str, Any], n_params: str) -> Block:
+    """One row per QF and method: JPEG and ours measured here, then the published rows for that QF."""
+    head = ["QF", "method", "kind", "params", "PSNR", "SSIM", "PSNR-B", "PSNR (Y)", "gain (dB)", "source"]
+    rows = []
+    for qf in sorted(by_qf, key=int):
+        r = by_qf[qf]
+        rows.append([qf, f"JPEG input (n={r.get('n', '?')})", "-", "-", *_scores(r["jpeg"]), "-", "measured here"])
+        for mode, kind in MODES.items():
+            if mode in r:
+                gain = fmt(r[mode].get("gain"), 3, signed=True)
+                rows.append([qf, f"ours, {mode}", kind, n_params, *_scores(r[mode]), gain, "measured here"])
+        pub = published_rows(published, set_name, int(qf))
+        jpeg = next((p["psnr"] for p in pub if p["source"] == REPRODUCED), None)
+        for p in pub:
+            gain = p["psnr"] - jpeg if jpeg is not None and p["source"] != REPRODUCED else None
+            rows.append([qf, p["method"], p["kind"], p["params"], *_scores(p, 3), fmt(gain, signed=True), p["source"]])
+    return ("table", head, rows)
+
+
+def negative_gains(results: dict[str, Any]) -> list[str]:
+    """Every set/QF/mode where the model made the images worse than the JPEG input."""
+    found = []
+    for set_name, by_qf in results.items():
+        for qf in sorted(by_qf, key=int):
+            for mode in MODES:
+                gain = by_qf[qf].get(mode, {}).get("gain")
+                if gain is not None and gain < 0:
+                    found.append(f"{set_name} QF{qf} {mode}: {gain:+.3f} dB")
+    return found
+
+
+def qf_mae_table(results: dict[str, Any]) -> Block:
+    """Mean absolute error of the QF estimator, one row per set, one column per QF."""
+    qfs = sorted({int(q) for by_qf in results.values() for q in by_qf})
+    rows = [[s] + [fmt(by_qf.get(str(q), {}).get("qf_est_mae")) for q in qfs] for s, by_qf in results.items()]
+    return ("table", ["set"] + [f"QF{q}" for q in qfs], rows)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _exp_row(entry: dict[str, Any], status: str) -> dict[str, Any]:
+    data = entry.get("data") or {}
+    params: dict[str, Any] = {}
+    for f in (data.get("params") or {}).values():
+        params |= flatten(f.get("data") or {})
+    metrics: dict[str, Any] = {}
+    if status in ("baseline", "success"):  # a failed or queued run still shows its baseline's metrics files
+        metrics = next((f["data"] for f in (data.get("metrics") or {}).values() if "primary" in f.get("data", {})), {})
+    results = metrics.get("results", {})
+    set_name = "LIVE1" if "LIVE1" in results else next(iter(results), None)
+    gain = results.get(set_name, {}).get("10", {}).get("blind", {}).get("gain")
+    primary = metrics.get("primary", {}).get("value")
+    return {"name": entry.get("name") or str(entry.get("rev"))[:7], "rev": str(entry.get("rev", ""))[:7], "status": status, "params": params,
+            "primary": primary, "qf10_set": set_name, "qf10_gain": gain}  # fmt: skip
+
+
+def parse_experiments(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``dvc exp show --json`` (DVC 3.x): each baseline commit, then its experiments.
+
+    The JSON is a list of commits ``{rev, name, data: {params: {file: {data}}, metrics: {file: {data}}},
+    error, experiments: [{name, executor: null | {state}, revs: [same as a commit]}] | null}``; the
+    "workspace" entry repeats the last run and is skipped. An experiment row's ``changed`` holds the
+    params that differ from its baseline.
+    """
+    rows = []
+    for commit in exp_show:
+        if commit.get("rev") == "workspace":
+            continue
+        base = _exp_row(commit, "baseline")
+        rows.append(base | {"baseline": True, "changed": {}})
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]  # the newest revision of the experiment
+            state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
+            row = _exp_row(rev | {"name": exp.get("name") or rev.get("name")}, state)
+            changed = {k: v for k, v in row["params"].items() if k not in base["params"] or base["params"][k] != v}
+            rows.append(row | {"baseline": False, "changed": changed, "base_primary": base["primary"]})
+    return rows
+
+
+def ablation_blocks(rows: list[dict[str, Any]] | str) -> list[Block]:
+    """The ablation table, or a paragraph saying why there is none (``rows`` may be an error message)."""
+    if isinstance(rows, str):
+        return [("p", f"No ablation table: {rows}")]
+    if not any(not r["baseline"] for r in rows):
+        return [("p", "No ablation table: `dvc exp show` lists no experiments (run `dvc exp run -S key=value`).")]
+    set_name = next((r["qf10_set"] for r in rows if r["qf10_set"]), None) or "first set"
+    head = ["experiment", "rev", "status", "params", "primary", "vs baseline", f"{set_name} QF10 gain"]
+    table = []
+    for r in rows:
+        keys = (
+            [k for k in r["params"] if k.startswith("loss.") or k in ABLATION_KEYS] if r["baseline"] else r["changed"]
+        )
+        shown = {k: r["params"][k] for k in keys}
+        delta = None if r["baseline"] or None in (r["primary"], r["base_primary"]) else r["primary"] - r["base_primary"]
+        params = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
+        cells = [fmt(r["primary"], 3, True), fmt(delta, 3, True), fmt(r["qf10_gain"], 3, True)]
+        table.append([r["name"], r["rev"], r["status"], params, *cells])
+    note = "params: the ablation keys of a baseline; for an experiment, what it changed. Metrics in dB."
+    return [("p", note), ("table", head, table)]
+
+
+def _figure(ncols: int) -> tuple[Figure, list[Any]]:
+    fig = Figure(figsize=(5.5 * ncols, 3.6), layout="tight")
+    FigureCanvasAgg(fig)  # the Agg canvas, without pyplot's global state
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
+def _draw(ax: Any, labels: tuple[str, str, str], rows: list[dict[str, Any]], x: str, lines: dict[str, str]) -> None:
+    """Plot column ``y`` against ``x`` for each ``{label: y}``, skipping rows that lack either (logs are sparse)."""
+    for label, y in lines.items():
+        pts = sorted((r[x], r[y]) for r in rows if r.get(x) is not None and r.get(y) is not None)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="." if len(pts) < 50 else None, label=label)
+    title, xlabel, ylabel = labels
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def gain_plot(set_name: str, rows: list[dict[str, Any]]) -> bytes:
+    """PNG: PSNR gain over the JPEG input vs QF, blind and header modes. rows: {qf, gain_blind, gain_header}."""
+    fig, (ax,) = _figure(1)
+    labels = (f"{set_name}: gain over the JPEG input", "JPEG quality factor", "PSNR gain (dB)")
+    _draw(ax, labels, rows, "qf", {MODES[m]: f"gain_{m}" for m in MODES})
+    ax.axhline(0, color="k", lw=0.8)
+    return _png(fig)
+
+
+def train_plot(log: list[dict[str, Any]]) -> bytes:
+    """PNG: training loss and validation PSNR (model and JPEG input) vs step."""
+    fig, (ax_loss, ax_val) = _figure(2)
+    _draw(ax_loss, ("training loss", "step", "loss"), log, "step", {"loss": "loss"})
+    if ax_loss.lines and min(ax_loss.lines[0].get_ydata()) > 0:
+        ax_loss.set_yscale("log")  # the loss falls by orders of magnitude early on
+    _draw(
+        ax_val,
+        ("validation PSNR", "step", "PSNR (dB)"),
+        log,
+        "step",
+        {"model": "val_psnr", "JPEG input": "val_psnr_jpeg"},
+    )
+    return _png(fig)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    """Markdown; images are linked by their path relative to reports/."""
+    out = []
+    for b in blocks:
+        if b[0] == "h":
+            out.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "list":
+            out.append("\n".join(f"- {item}" for item in b[1]))
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({b[1]})  \n*{b[2]}*")
+        elif b[0] == "table":
+            lines = [b[1], ["---"] * len(b[1]), *b[2]]
+            out.append("\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in lines))
+    return "\n\n".join(out) + "\n"
+
+
+def to_html(blocks: list[Block], title: str, base: Path) -> str:
+    """One self-contained HTML page: inline CSS, images as base64 data URIs, no external requests."""
+    e = html.escape
+    head = f"<head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head>"
+    out = [f"<!DOCTYPE html><html>{head}<body>"]
+    for b in blocks:
+        if b[0] == "h":
+            out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(b[1])) + "</p>")
+        elif b[0] == "list":
+            out.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in b[1]) + "</ul>")
+        elif b[0] == "img":
+            data = base64.b64encode((base / b[1]).read_bytes()).decode()
+            out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(b[2])}'>")
+            out.append(f"<figcaption>{e(b[2])}</figcaption></figure>")
+        elif b[0] == "table":
+            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in b[1]) + "</tr>")
+            for i, row in enumerate(b[2]):
+                group = " class='group'" if i and row[0] != b[2][i - 1][0] and b[1][0] == "QF" else ""
+                out.append(f"<tr{group}>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>")
+            out.append("</table>")
+    return "\n".join(out + ["</body></html>"]) + "\n"

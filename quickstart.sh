@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole pipeline, offline, on the CPU, on scikit-image's bundled photos:
+# download(sample) -> test sets at QF 10..90 -> train -> evaluate -> report -> register/promote.
+# Leaves a registered champion model, reports/report.html and a working app.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/setup_venv.sh
+if [ ! -d .git ]; then
+  echo "quickstart.sh needs the git checkout (DVC records the pipeline's state next to it)" >&2
+  exit 1
+fi
+if ! cmp -s presets/quickstart.yaml params.yaml; then
+  if ! git diff --quiet -- params.yaml 2>/dev/null; then
+    echo "params.yaml has local edits; commit or stash them first (quickstart replaces it with presets/quickstart.yaml)" >&2
+    exit 1
+  fi
+  echo "switching params.yaml to the quickstart preset (git checkout params.yaml switches back)"
+  cp presets/quickstart.yaml params.yaml
+fi
+start=$(date +%s)
+dvc repro
+python -m scripts.summary --seconds $(( $(date +%s) - start ))

@@ -1,0 +1,52 @@
+"""The model card's LIVE1 table: a checkpoint on LIVE1 at QF 10..90, three QF modes.
+
+    python -m scripts.model_card_eval --ckpt models/pretrained/model.pt \
+        --gt ../shared/datasets/LIVE1 --json models/pretrained/live1.json
+
+Makes the JPEGs exactly as the test-set stage does (OpenCV 4:2:0), then scores the JPEG input,
+header mode (QF from the file), blind mode (QF from the pixels: quantization lattice, else the
+learned estimator) and blind_net mode (the learned estimator alone), RGB and Y.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline import images
+from pipeline.checkpoint import load_checkpoint
+from pipeline.datasets import eval_pairs
+from pipeline.evaluation import evaluate_pairs, qf_error, summarize
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images")
+    ap.add_argument("--qfs", default="10,20,30,40,50,60,70,80,90")
+    ap.add_argument("--modes", default="header,blind,blind_net")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    model, meta = load_checkpoint(args.ckpt)
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for q in (int(v) for v in args.qfs.split(",")):
+            folder = Path(tmp) / f"qf_{q}"
+            for p in images.list_images(args.gt):
+                images.write_bytes(folder / f"{p.stem}.jpg", images.encode_jpeg(images.read_image(p), q))
+            rows = evaluate_pairs(eval_pairs(folder, args.gt), model, tuple(args.modes.split(",")))
+            s = summarize(rows)
+            s["qf_est_mae"], s["qf_net_mae"] = qf_error(rows, q), qf_error(rows, q, "qf_net")
+            table[str(q)] = s
+            line = "  ".join(f"{m} {v['psnr']:.2f}/{v['ssim']:.4f}/{v['psnrb']:.2f}" for m, v in s.items() if isinstance(v, dict))
+            print(f"QF {q}: {line}  QF MAE blind {s['qf_est_mae']:.1f} net {s['qf_net_mae']:.1f}", flush=True)
+    if args.json:
+        images.write_bytes(args.json, json.dumps({"checkpoint": str(args.ckpt), "steps": meta.get("steps"), "live1": table}, indent=1).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Register and promote: ``python -m stages.promote [--force | --rollback]`` (DVC stage ``promote``).
+
+Registers models/model.pt (logged by the train stage in its run) as a new version of the
+registered model ``register.model_name`` with the alias ``candidate`` and its metrics as tags.
+The alias ``champion`` moves to it only when it beats the current champion on the primary
+metric (mean blind-mode PSNR gain over ``evaluate.primary_sets`` x ``primary_qfs``) by at least
+``register.threshold`` dB; the old champion keeps ``previous``. Both numbers are measured on
+the same test images: a champion scored on other sets is re-scored first. When the registry
+has no champion yet, the shipped ``register.pretrained`` model becomes the first one.
+
+--force promotes the candidate whatever the numbers; --rollback gives ``champion`` back to
+``previous``. The decision goes to reports/promotion.json and to MLflow. A file lock around the
+read-compare-move keeps concurrent experiments from racing the alias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import images, tracking
+from pipeline.checkpoint import CheckpointError, load_checkpoint
+from pipeline.datasets import eval_pairs
+from pipeline.evaluation import evaluate_pairs, summarize
+from pipeline.params import Params, ParamsError, load
+from stages.make_testsets import jpeg_dir, refs_dir
+
+
+class PromotionError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def registry_lock() -> Iterator[None]:
+    path = tracking.project_root() / ".registry.lock"
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def primary_key(sets: list[str], qfs: list[int]) -> str:
+    return f"score.psnr_gain_blind.{'+'.join(sets)}.qf{'-'.join(map(str, qfs))}"
+
+
+def score(checkpoint: Path, root: Path, sets: list[str], qfs: list[int]) -> float:
+    """Mean blind-mode PSNR gain of a checkpoint on the generated test sets."""
+    model, _ = load_checkpoint(checkpoint)
+    gains = []
+    for s in sets:
+        for q in qfs:
+            rows = evaluate_pairs(eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s)), model, ("blind",))
+            gains.append(summarize(rows)["blind"]["gain"])
+    return float(np.mean(gains))
+
+
+def version_score(name: str, version: dict, key: str, root: Path, sets: list[str], qfs: list[int]) -> float:
+    """A version's primary score for ``key``: its tag, or measured now (and tagged)."""
+    if key in version["tags"]:
+        return float(version["tags"][key])
+    value = score(tracking.checkpoint_from_uri(f"models:/{name}/{version['version']}"), root, sets, qfs)
+    tracking.set_version_tags(name, version["version"], {key: value})
+    return value
+
+
+def bootstrap_champion(params: Params, root: Path, key: str, sets: list[str], qfs: list[int]) -> dict | None:
+    """Register the shipped pretrained model as the first champion."""
+    path = root / params.register.pretrained
+    if not path.is_file():
+        return None
+    _, meta = load_checkpoint(path)
+    value = score(path, root, sets, qfs)
+    with tracking.start_run("register_pretrained", params.tracking.experiment) as run:
+        tracking.log_artifact(path, tracking.CHECKPOINT_ARTIFACT)
+        tracking.log_params({"source": str(params.register.pretrained), "steps": meta.get("steps"), "gpu": meta.get("gpu")})
+        tracking.log_metrics({"primary_psnr_gain": value})
+    tags = {"source": str(params.register.pretrained), key: value, "primary_key": key, "primary_value": value}
+    version = tracking.register_version(params.register.model_name, run.info.run_id, tags, aliases=("champion",))
+    print(f"registered the shipped pretrained model as version {version}, alias champion ({value:+.3f} dB)")
+    return tracking.alias_version(params.register.model_name, "champion")
+
+
+def register(params: Params, root: Path, force: bool = False) -> dict:
+    name = params.register.model_name
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    meta = json.loads((root / "models" / "model.json").read_text())
+    sets, qfs = metrics["primary"]["sets"], metrics["primary"]["qfs"]
+    key = primary_key(sets, qfs)
+    value = float(metrics["primary"]["value"])
+    run_id = meta.get("run_id")
+    if not run_id or not tracking.run_exists(run_id):  # trained elsewhere: log the checkpoint now
+        with tracking.start_run("register", params.tracking.experiment) as run:
+            tracking.log_artifact(root / "models" / "model.pt", tracking.CHECKPOINT_ARTIFACT)
+        run_id = run.info.run_id
+    tags = {"primary_key": key, "primary_value": value, key: value, "arch": meta["arch"], "steps": meta.get("steps"),
+            "params_digest": meta.get("params_digest"), "git_commit": meta.get("git_commit")}  # fmt: skip
+    for s, by_qf in metrics["results"].items():
+        for q, r in by_qf.items():
+            tags[f"gain_blind.{s}.qf{q}"] = round(r["blind"]["gain"], 4)
+    with registry_lock():
+        champion = tracking.alias_version(name, "champion") or bootstrap_champion(params, root, key, sets, qfs)
+        version = tracking.register_version(name, run_id, tags, aliases=("candidate",))
+        champ_value = version_score(name, champion, key, root, sets, qfs) if champion else None
+        margin = None if champ_value is None else value - champ_value
+        promote = force or champion is None or margin >= params.register.threshold
+        if promote:
+            if champion:
+                tracking.set_alias(name, "previous", champion["version"])
+            tracking.set_alias(name, "champion", version)
+    decision = {
+        "model_name": name, "metric": key, "threshold": params.register.threshold, "forced": force,
+        "candidate": {"version": version, "value": value, "run_id": run_id},
+        "champion_before": None if champion is None else {"version": champion["version"], "value": champ_value},
+        "margin": margin, "promoted": promote, "champion_after": version if promote else champion["version"],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }  # fmt: skip
+    _record(params, root, decision, run_id)
+    return decision
+
+
+def rollback(params: Params, root: Path) -> dict:
+    name = params.register.model_name
+    with registry_lock():
+        champion, previous = tracking.alias_version(name, "champion"), tracking.alias_version(name, "previous")
+        if previous is None:
+            raise PromotionError(f"{name}: no version has the alias 'previous'; nothing to roll back to")
+        tracking.set_alias(name, "champion", previous["version"])
+        if champion:
+            tracking.set_alias(name, "previous", champion["version"])
+    decision = {"model_name": name, "rollback": True, "champion_before": champion and champion["version"],
+                "champion_after": previous["version"], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    _record(params, root, decision, None)
+    return decision
+
+
+def _record(params: Params, root: Path, decision: dict, run_id: str | None) -> None:
+    images.write_bytes(root / "reports" / "promotion.json", json.dumps(decision, indent=2).encode())
+    with tracking.start_run("promote", params.tracking.experiment, run_id=run_id):
+        tracking.log_dict(decision, "promotion.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--force", action="store_true", help="promote the candidate whatever the numbers")
+    group.add_argument("--rollback", action="store_true", help="give the champion alias back to 'previous'")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    try:
+        params = load(args.params)
+        d = rollback(params, Path.cwd()) if args.rollback else register(params, Path.cwd(), args.force)
+    except (ParamsError, PromotionError, CheckpointError, images.ImageError, LookupError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.rollback:
+        print(f"rolled back: champion is now version {d['champion_after']} (was {d['champion_before']})")
+    elif d["champion_before"] is None:
+        print(f"version {d['candidate']['version']} is the first champion ({d['candidate']['value']:+.3f} dB)")
+    else:
+        verdict = "promoted to champion" if d["promoted"] else "not promoted"
+        print(f"version {d['candidate']['version']}: {d['candidate']['value']:+.3f} dB vs champion v{d['champion_before']['version']} "
+              f"{d['champion_before']['value']:+.3f} dB (threshold {d['threshold']}): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

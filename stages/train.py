@@ -1,0 +1,154 @@
+"""Train stage: ``python -m stages.train`` (DVC stage ``train``).
+
+Reads every image of ``data/raw/train/<SET>`` for SET in ``data.train_sets``, holds a small
+deterministic share out for validation, and calls pipeline.train.fit(). Writes:
+
+- ``models/model.pt``: the self-describing checkpoint (EMA weights, arch, kwargs, metadata);
+- ``models/model.json``: the same metadata, readable by people and the later stages;
+- ``reports/train_log.csv``: losses, learning rate, throughput and validation PSNR by step.
+
+``train.nproc > 1`` re-launches itself under ``torchrun --standalone`` (DDP; only rank 0 logs
+to MLflow and writes files). Killed at any point, a rerun resumes from ``models/resume/``
+(kept outside DVC's outputs so that DVC does not delete it) and continues the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from pipeline import images, tracking
+from pipeline.checkpoint import save_checkpoint
+from pipeline.degrade import load_training_images
+from pipeline.losses import MissingWeightsError
+from pipeline.models import count_params
+from pipeline.params import Params, ParamsError, load
+from pipeline.train import TrainingError, fit
+
+
+def split_paths(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Deterministic train/validation split by a hash of each file name (stable when sets grow)."""
+
+    def bucket(p: Path) -> float:
+        return int(hashlib.sha1(p.name.encode()).hexdigest()[:8], 16) / 16**8
+
+    val = [p for p in paths if bucket(p) < val_fraction]
+    if not val and val_fraction > 0 and len(paths) > 1:
+        val = [min(paths, key=bucket)]
+    return [p for p in paths if p not in val], val
+
+
+def training_paths(params: Params, root: Path) -> list[Path]:
+    paths = []
+    for name in params.data.train_sets:
+        folder = root / "data" / "raw" / "train" / name
+        if not folder.is_dir():
+            raise images.ImageError(f"{folder}: training set {name} is missing (run `dvc repro download_train@{name}`)")
+        found = images.list_images(folder)
+        if not found:
+            raise images.ImageError(f"{folder}: no image files in training set {name}")
+        paths += found
+    return paths
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
+    """Train and write the outputs; returns models/model.json's content (rank 0)."""
+    cfg = params.train
+    rank = int(os.environ.get("RANK", "0"))
+    train_paths, val_paths = split_paths(training_paths(params, root), cfg.val_fraction)
+    train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
+    if skipped and rank == 0:
+        print(f"skipping {len(skipped)} image(s) smaller than {cfg.patch_size + 16} px: {', '.join(p.name for p in skipped[:5])}")
+    if not train_imgs:
+        raise TrainingError(
+            f"no usable training images: {len(train_paths)} found, all smaller than patch_size + 16 = "
+            f"{cfg.patch_size + 16} px (lower train.patch_size or add images)"
+        )
+    val_imgs = [images.read_image(p) for p in val_paths]
+    resume_dir = root / "models" / "resume"
+    resume_path, run_file = resume_dir / "state.pt", resume_dir / "mlflow_run.json"
+    kwargs = params.model.kwargs()
+    if rank != 0:
+        fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(), None, vgg_pretrained)
+        return {}
+
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    run_id = None
+    if resume_path.exists() and run_file.exists():
+        saved = json.loads(run_file.read_text())
+        run_id = saved["run_id"] if saved.get("digest") == params.digest() else None
+    log_rows: list[dict] = []
+    with tracking.start_run("train", params.tracking.experiment, run_id=run_id, log_system_metrics=True) as active:
+        run_file.write_text(json.dumps({"run_id": active.info.run_id, "digest": params.digest()}))
+        if run_id is None:
+            flat = {f"{g}.{k}": v for g in ("model", "loss", "train") for k, v in dataclasses.asdict(getattr(params, g)).items()}
+            tracking.log_params({**flat, "data.train_sets": params.data.train_sets, "params_digest": params.digest()})
+            tracking.log_params({"train_images": len(train_imgs), "val_images": len(val_imgs)})
+
+        def log(metrics: dict[str, float], step: int) -> None:
+            log_rows.append({"step": step, **metrics})
+            tracking.log_metrics(metrics, step)
+
+        res = fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(), log, vgg_pretrained)
+        meta = {
+            "arch": params.model.arch, "kwargs": kwargs, "params": count_params(res.model), "steps": res.step,
+            "wall_s": round(res.wall_s, 1), "patches_per_s": round(res.patches_per_s, 1), "resumed_from": res.resumed_from,
+            "val": res.val, "params_digest": params.digest(), "git_commit": tracking.git_commit(),
+            "run_id": active.info.run_id, "train_sets": list(params.data.train_sets), "train_images": len(train_imgs),
+        }  # fmt: skip
+        model_path = root / "models" / "model.pt"
+        save_checkpoint(model_path, params.model.arch, kwargs, res.model, meta)
+        images.write_bytes(root / "models" / "model.json", json.dumps(meta, indent=2, default=list).encode())
+        if log_rows or not (root / "reports" / "train_log.csv").exists():
+            write_log(root / "reports" / "train_log.csv", log_rows)
+        tracking.log_metrics({f"final_{k}": v for k, v in res.val.items()}, res.step)
+        tracking.log_artifact(model_path, tracking.CHECKPOINT_ARTIFACT)
+        tracking.log_artifact(root / "models" / "model.json", tracking.CHECKPOINT_ARTIFACT)
+    resume_path.unlink(missing_ok=True)  # done: the next run of this stage starts afresh
+    run_file.unlink(missing_ok=True)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    try:
+        params = load(args.params)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        # One process per device: hand over to torchrun, which runs this module N times.
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={params.train.nproc}",
+               "-m", "stages.train", "--params", args.params]  # fmt: skip
+        os.execv(sys.executable, cmd)
+    try:
+        meta = run(params, Path.cwd())
+    except (images.ImageError, TrainingError, MissingWeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if meta:
+        print(f"trained {meta['arch']} ({meta['params'] / 1e6:.2f}M parameters) for {meta['steps']} steps in {meta['wall_s']:.0f} s; validation {meta['val']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

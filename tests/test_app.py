@@ -1,0 +1,191 @@
+"""The Streamlit app, headless (AppTest), against a temporary MLflow registry holding a tiny model."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from app_pages import common
+from pipeline import images, tracking
+from pipeline.checkpoint import save_checkpoint
+from pipeline.models import build_model
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+MODEL_NAME = "jpeg-restoration"  # params.yaml register.model_name
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """The model cache is process-global: each test must see its own registry."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    """A tiny QACNet that changes the photo and depends on the QF (untrained, it would do neither)."""
+    torch.manual_seed(0)
+    kwargs = {"width": 8, "mid_blocks": 1}
+    model = build_model("qacnet", **kwargs)
+    for name, p in model.named_parameters():
+        if "film" in name or "tail" in name:  # both start at zero: the identity
+            torch.nn.init.normal_(p, std=0.5)
+    path = tmp_path / "ckpt" / "model.pt"
+    save_checkpoint(path, "qacnet", kwargs, model, {})
+    return path
+
+
+@pytest.fixture
+def registry(mlflow_uri: str, ckpt: Path) -> str:
+    with tracking.start_run("train", "jpeg-restoration") as run:
+        tracking.log_artifact(ckpt, "model")
+    tags = {"primary_value": 0.42, "psnr_gain_LIVE1_qf10": 1.5}
+    return tracking.register_version(MODEL_NAME, run.info.run_id, tags, aliases=("champion",))
+
+
+def app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for im in at.image for c in im.captions]
+
+
+def slider(at: AppTest, label: str):
+    return next(s for s in at.slider if s.label == label)
+
+
+def test_restore_page_restores_a_sample_photo(registry):
+    at = app()
+    assert not at.exception and not at.error
+    assert "Restored (QF 20)" in captions(at)  # the sample is compressed at QF 20 by default
+    assert at.download_button[0].label == "Download the restored PNG"
+    assert at.metric[0].value == "20"  # the QF read from the file
+    assert list(at.dataframe[0].value.columns) == ["input", "restored", "gain"]  # scored against the original
+
+
+def test_qf_override_changes_the_output(registry):
+    at = app()
+    first = at.session_state["restored"][1][0].copy()
+    slider(at, "Restore as QF").set_value(90).run()
+    assert not at.exception
+    assert "Restored (QF 90)" in captions(at)
+    assert not np.array_equal(at.session_state["restored"][1][0], first)
+
+
+def upload(at: AppTest, name: str, data: bytes, original: bytes | None = None) -> AppTest:
+    at.radio[0].set_value("Upload").run()
+    at.file_uploader[0].set_value((name, data, "image/jpeg"))
+    if original is not None:
+        at.file_uploader[1].set_value(("original.png", original, "image/png"))
+    return at.run()
+
+
+def test_upload_with_original_is_scored(registry, image_factory):
+    rgb = image_factory(48, 64, 1)
+    at = upload(app(), "photo.jpg", images.encode_jpeg(rgb, 30), images.encode_png(rgb))
+    assert not at.exception and not at.error
+    assert "Restored (QF 30)" in captions(at) and "Input: photo.jpg (64x48)" in captions(at)
+    assert at.dataframe[0].value.loc["PSNR", "input"] > 20
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a size in its header (the pixel data is not needed to refuse it)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"this is not an image", "not a readable image"),
+     (images.encode_jpeg(np.full((64, 64, 3), 128, np.uint8), 50)[:200], "not a readable image"),
+     (_png_header(8000, 7000), "over the 50 MP pixel limit")],
+    ids=["not-an-image", "corrupt-jpeg", "too-many-pixels"],
+)  # fmt: skip
+def test_bad_uploads_show_an_error(registry, data, message):
+    at = upload(app(), "bad.jpg", data)
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value and "bad.jpg" in at.error[0].value
+    assert not at.download_button
+
+
+def test_no_champion_offers_checkpoint_files(mlflow_uri, ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    at = app()
+    assert not at.exception and "no checkpoint file under models/" in at.error[0].value
+    for path in ("models/model.pt", "models/pretrained/model.pt"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(ckpt.read_bytes())
+    at = app()
+    assert not at.exception and not at.error
+    assert "No champion model in the MLflow registry" in at.info[0].value
+    choice = next(s for s in at.selectbox if s.label == "Checkpoint file")
+    assert choice.options == ["models/model.pt", "models/pretrained/model.pt"]
+    assert "Restored (QF 20)" in captions(at)
+
+
+def test_results_page(mlflow_uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    at = app().switch_page("app_pages/results.py").run()
+    assert not at.exception
+    assert [i.value for i in at.info][:1] == [
+        "No evaluation reports yet: reports/ is empty. Run the pipeline (`dvc repro`) to evaluate a model."
+    ]
+
+    scores = {"psnr": 27.0, "ssim": 0.78, "psnrb": 26.5, "psnr_y": 28.0, "ssim_y": 0.8, "psnrb_y": 27.5}
+    restored = {k: v + 1 for k, v in scores.items()}
+    entry = {"n": 29, "jpeg": scores, "blind": {**restored, "gain": 1.0}, "header": {**restored, "gain": 1.0},
+             "qf_est_mae": 1.7}  # fmt: skip
+    report = {"model": {"arch": "qacnet"}, "primary": {"name": "psnr_gain", "sets": ["LIVE1"], "qfs": [10], "value": 1.0},
+              "results": {"LIVE1": {"10": entry, "20": entry}}, "negative_gains": ["LIVE1 QF 90 header: -0.01 dB"]}  # fmt: skip
+    (tmp_path / "reports" / "plots").mkdir(parents=True)
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps(report))
+    images.write_png(tmp_path / "reports" / "plots" / "gain_vs_qf.png", np.zeros((20, 30, 3), np.uint8))
+    for lr in (1e-3, 2e-3):
+        with tracking.start_run("train", "jpeg-restoration"):
+            tracking.log_params({"lr": lr, "batch_size": 8})
+            tracking.log_metrics({"val_psnr": 30 + lr})
+
+    at = app().switch_page("app_pages/results.py").run()
+    assert not at.exception and not at.error
+    assert at.metric[0].label == "Primary metric: psnr_gain" and at.metric[0].value == "1.000"
+    table = at.dataframe[0].value
+    assert list(table["QF"]) == [10, 20] and list(table["blind gain"]) == [1.0, 1.0]
+    assert "gain_vs_qf" in captions(at) and "LIVE1 QF 90 header: -0.01 dB" in at.warning[0].value
+    runs = at.dataframe[1].value
+    assert len(runs) == 2 and "param lr" in runs and "param batch_size" not in runs and "metric val_psnr" in runs
+
+
+def test_models_page(registry):
+    at = app().switch_page("app_pages/models.py").run()
+    assert not at.exception
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == [1] and list(versions["aliases"]) == ["champion"]
+    assert versions["primary_value"][0] == 0.42
+
+
+def test_models_page_without_versions(mlflow_uri):
+    at = app().switch_page("app_pages/models.py").run()
+    assert not at.exception and "No registered versions" in at.info[0].value
+
+
+def test_view_helpers():
+    a, b = np.zeros((10, 20, 3), np.uint8), np.full((10, 20, 3), 100, np.uint8)
+    wiped = common.wipe(a, b, 0.5)
+    assert (wiped[:, :9] == 0).all() and (wiped[:, 11:] == 100).all() and (wiped[:, 9:11] == (255, 215, 0)).all()
+    assert common.crop(a, 1.0, 1.0, 8).shape == (8, 8, 3) and common.crop(a, 0.5, 0, 64).shape == (10, 20, 3)
+    assert common.zoom(a[:2, :3], 4).shape == (8, 12, 3)
+    assert (common.diff_map(a, b, 4) == 255).all() and (common.diff_map(b, b, 20) == 0).all()
+    assert common.preview(np.zeros((4000, 3000, 3), np.uint8)).shape == (1334, 1000, 3)

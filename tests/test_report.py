@@ -1,0 +1,172 @@
+"""stages.report and pipeline.report: the report from fixture metrics, published rows, ablations, MLflow."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import images, params, report, tracking
+from stages import report as stage
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "dvc_exp_show.json"
+KEYS = ("psnr", "ssim", "psnrb", "psnr_y", "ssim_y", "psnrb_y")
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # anything MLflow writes relative to the cwd stays in tmp_path
+
+
+def scores(psnr: float, gain: float | None = None) -> dict:
+    out = dict(zip(KEYS, (psnr, 0.8, psnr - 1.0, psnr + 0.5, 0.85, psnr - 0.5), strict=True))
+    return out if gain is None else out | {"gain": gain}
+
+
+def entry(jpeg: float, blind: float, header: float) -> dict:
+    return {"n": 3, "jpeg": scores(jpeg), "blind": scores(jpeg + blind, blind),
+            "header": scores(jpeg + header, header), "qf_est_mae": 1.25}  # fmt: skip
+
+
+def write_inputs(root: Path, run_id: str | None) -> None:
+    """What the train and evaluate stages write: metrics, the gain CSV, a sparse train log, crops."""
+    results = {
+        "LIVE1": {"10": entry(25.69, 1.5, 1.6), "20": entry(28.06, 1.2, 1.3), "50": entry(31.0, 0.8, 0.9),
+                  "90": entry(36.86, -0.05, 0.02)},
+        "sample_test": {"10": entry(26.0, 1.0, 1.1), "30": entry(30.0, 0.7, 0.75)},
+    }  # fmt: skip
+    metrics = {
+        "model": {"arch": "qacnet", "params": 1_234_567, "run_id": run_id, "steps": 200, "checkpoint": "models/m.pt"},
+        "primary": {"name": "psnr_gain", "sets": ["LIVE1"], "qfs": [10, 20], "value": 1.35},
+        "results": results,
+        "negative_gains": [{"set": "LIVE1", "qf": 90, "mode": "blind", "gain": -0.05}],
+        "tta": False,
+    }
+    reports = root / "reports"
+    (reports / "crops").mkdir(parents=True)
+    (reports / "metrics.json").write_text(json.dumps(metrics))
+    csv = ["set,qf,gain_blind,gain_header"]
+    csv += [f"{s},{q},{r['blind']['gain']},{r['header']['gain']}" for s, by in results.items() for q, r in by.items()]
+    (reports / "gain_vs_qf.csv").write_text("\n".join(csv) + "\n")
+    log = ["step,loss,lr,patches_per_s,val_psnr,val_psnr_jpeg,val_gain"]
+    log += [f"{s},{0.1 / (1 + s / 50):.4f},0.0004,900,,," for s in range(0, 200, 10)]
+    log += ["100,,,,27.1,26.0,1.1", "200,,,,27.4,26.0,1.4"]
+    (reports / "train_log.csv").write_text("\n".join(log) + "\n")
+    crop = np.zeros((16, 48, 3), np.uint8)
+    images.write_png(reports / "crops" / "sample_test_qf10_astronaut.png", crop)
+    images.write_png(reports / "crops" / "sample_test_qf20_astronaut.png", crop)  # not a report QF
+
+
+@pytest.fixture(scope="module")
+def base_params() -> params.Params:
+    return params.load(ROOT / "params.yaml")
+
+
+@pytest.fixture
+def exp_rows() -> list[dict]:
+    return report.parse_experiments(json.loads(FIXTURE.read_text()))
+
+
+def test_published_yaml():
+    published = yaml.safe_load(stage.PUBLISHED.read_text())
+    for set_name in ("LIVE1", "BSDS500"):
+        rows = published["sets"][set_name]
+        assert all({"method", "kind", "params", "source", "results"} <= set(r) for r in rows)
+        assert rows[0]["method"] == "JPEG input" and rows[0]["source"] == "reproduced here"
+        assert all(isinstance(q, int) and "psnr" in v for r in rows for q, v in r["results"].items())
+    live1 = {r["method"]: r for r in published["sets"]["LIVE1"]}
+    assert live1["FBCNN (ICCV 2021)"]["results"][10] == {"psnr": 27.77, "ssim": 0.803, "psnrb": 27.51}
+    assert live1["JDEC (CVPR 2024)"]["results"][90] == {"psnr": 38.72}
+    assert live1["JPEG input"]["results"][40]["psnrb"] == 28.83
+
+
+def test_parse_experiments_fixture(exp_rows):
+    assert [r["name"] for r in exp_rows] == ["master", "dncnn", "one-stage", "fft-up", "broken"]
+    base, *exps = exp_rows
+    assert base["baseline"] and base["status"] == "baseline" and base["primary"] == pytest.approx(2.3)
+    by_name = {r["name"]: r for r in exps}
+    assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2}
+    assert by_name["fft-up"]["primary"] == pytest.approx(2.45) == by_name["fft-up"]["qf10_gain"]
+    assert by_name["one-stage"]["changed"] == {"model.qacnet.num_stages": 1}
+    assert by_name["dncnn"]["changed"] == {"model.arch": "dncnn"}
+    # A failed queued run still lists its baseline's metrics file: its numbers must not be shown.
+    assert by_name["broken"]["status"] == "failed" and by_name["broken"]["primary"] is None
+
+
+def test_ablation_table(exp_rows):
+    _, (kind, head, rows) = report.ablation_blocks(exp_rows)
+    assert kind == "table" and head[-1] == "LIVE1 QF10 gain"
+    table = {r[0]: r for r in rows}
+    assert "loss.fft_weight=0.05" in table["master"][3] and "model.qacnet.qf_conditioning=True" in table["master"][3]
+    assert table["fft-up"][3] == "loss.fft_weight=0.2" and table["fft-up"][5] == "+0.150"
+    assert table["broken"][2:] == ["failed", "train.steps=-1", "-", "-", "-"]
+    assert "no experiments" in report.ablation_blocks(exp_rows[:1])[0][1]
+    assert report.ablation_blocks("`dvc exp show` failed: boom") == [
+        ("p", "No ablation table: `dvc exp show` failed: boom")
+    ]
+
+
+def test_experiments_outside_a_dvc_repo(tmp_path):
+    assert stage.experiments(tmp_path).startswith("`dvc exp show` failed")
+
+
+def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch, exp_rows):
+    with tracking.start_run("train", base_params.tracking.experiment) as train:
+        pass
+    write_inputs(tmp_path, train.info.run_id)
+    monkeypatch.setattr(stage, "experiments", lambda root: exp_rows)  # dvc itself is tested above
+    s = stage.run(base_params, tmp_path)
+    reports = tmp_path / "reports"
+    plots = ["gain_vs_qf_LIVE1.png", "gain_vs_qf_sample_test.png", "train_curve.png"]
+    assert sorted(Path(p).name for p in s["plots"]) == sorted(plots)
+    assert all((reports / "plots" / p).read_bytes().startswith(b"\x89PNG") for p in plots)
+    assert s["run_id"] == train.info.run_id and s["logged_into_training_run"] and s["crops"] == 1
+    assert s["negative_gains"] == ["LIVE1 QF90 blind: -0.050 dB"] and s["experiments"] == 4
+
+    md = (reports / "report.md").read_text()
+    assert "| QF | method | kind | params | PSNR | SSIM | PSNR-B | PSNR (Y) | gain (dB) | source |" in md
+    assert "| 10 | ours, blind | blind (QF estimated) | 1.23M | 27.19 | 0.8000 | 26.19 | 27.69 | +1.500 |" in md
+    assert "| 10 | FBCNN (ICCV 2021) | blind, predicts QF | 71.9M | 27.77 | 0.803 | 27.51 | - | +2.08 |" in md
+    assert "| 10 | JPEG input | - | - | 25.69 | 0.743 | 24.20 | - | - | reproduced here |" in md
+    assert "| 90 | JDEC (CVPR 2024) |" in md and "JDEC paper, Table 1 |" in md
+    assert md.count("DnCNN (per channel)") == 2  # LIVE1 QF10 and QF20: only QFs both have
+    assert "| 50 | GRL" not in md and "BSDS500" not in md.split("## Results")[1].split("## Negative")[0]
+    assert "- LIVE1 QF90 blind: -0.050 dB" in md
+    assert "| set | QF10 | QF20 | QF30 | QF50 | QF90 |" in md and "| sample_test | 1.25 | - | 1.25 | - | - |" in md
+    assert "crops/sample_test_qf10_astronaut.png" in md and "qf20" not in md
+    assert "(plots/gain_vs_qf_LIVE1.png)" in md and "(plots/train_curve.png)" in md
+    assert "| fft-up |" in md and "loss.fft_weight=0.2" in md
+
+    page = (reports / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 4  # two gain plots, the train curve, one crop
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page)
+    assert "<th>PSNR-B</th>" in page and "FBCNN / GRL tables" in page and "<li>LIVE1 QF90 blind: -0.050 dB</li>" in page
+
+    client = tracking.init_store()
+    assert {a.path for a in client.list_artifacts(train.info.run_id, "report")} >= {"report/report.md",
+                                                                                  "report/report.html"}  # fmt: skip
+    logged = {a.path for a in client.list_artifacts(train.info.run_id, "report/plots")}
+    assert logged == {f"report/plots/{p}" for p in plots}
+
+
+def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypatch):
+    write_inputs(tmp_path, "0123456789abcdef")  # trained against another store: not found here
+    (tmp_path / "reports" / "train_log.csv").unlink()
+    monkeypatch.setattr(stage, "experiments", lambda root: "`dvc exp show` failed: not a DVC repository")
+    s = stage.run(base_params, tmp_path)
+    assert not s["logged_into_training_run"] and s["run_id"] != "0123456789abcdef"
+    assert not (tmp_path / "reports" / "plots" / "train_curve.png").exists()
+    md = (tmp_path / "reports" / "report.md").read_text()
+    assert "No training log" in md and "No ablation table: `dvc exp show` failed: not a DVC repository" in md
+    run = tracking.init_store().get_run(s["run_id"])
+    assert run.data.tags["train_run_id"] == "0123456789abcdef" and run.data.tags["stage"] == "report"
+
+
+def test_main_without_metrics(tmp_path, capsys):
+    assert stage.main(["--params", str(ROOT / "params.yaml")]) == 1
+    assert "run the evaluate stage first" in capsys.readouterr().err
