@@ -79,11 +79,18 @@ class VGGLoss(nn.Module):
 
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
-        from torchvision.models import VGG19_Weights, vgg19
+        from torchvision.models import VGG19_Weights
+        from torchvision.models.vgg import cfgs, make_layers
 
-        weights = VGG19_Weights.IMAGENET1K_V1 if pretrained else None
+        # Only the convolutional part: the full VGG19 would also build a 120M-parameter classifier.
+        features = make_layers(cfgs["E"])[: VGG_LAYERS[-1] + 1]
         try:
-            features = vgg19(weights=weights).features[: VGG_LAYERS[-1] + 1]
+            if pretrained:
+                state = torch.hub.load_state_dict_from_url(VGG19_Weights.IMAGENET1K_V1.url, progress=True)
+                features.load_state_dict(
+                    {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+                     and int(k.split(".")[1]) <= VGG_LAYERS[-1]}
+                )  # fmt: skip
         except (OSError, RuntimeError) as e:  # URLError is an OSError
             raise MissingWeightsError(
                 "loss.vgg_weight > 0 needs torchvision's VGG19 ImageNet weights "
@@ -140,8 +147,9 @@ class HybridLoss(nn.Module):
         for name, w in self.weights.items():
             if w < 0:
                 raise ValueError(f"loss.{name}_weight must be >= 0, got {w}")
-            if w > 0 or name == "qf":
+            if w > 0:
                 self.terms[name] = VGGLoss(vgg_pretrained) if name == "vgg" else LOSSES[name]()
+        self.terms["qf"] = QFLoss()  # always: see forward
 
     def forward(self, out: Restored, gt: Tensor, qf_true: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns the total and each term's value (final stage) for logging."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,23 @@ def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return uri
 
 
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite database with its schema created (the migrations take seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+    return db
+
+
+@pytest.fixture
+def mlflow_store(mlflow_uri: str, tmp_path: Path, _migrated_db: Path) -> str:
+    """Like ``mlflow_uri``, with the database already created: a copy, not a fresh migration."""
+    shutil.copyfile(_migrated_db, tmp_path / "mlflow.db")
+    return mlflow_uri
+
+
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A photo-like RGB uint8 image: smooth gradients, edges and some texture."""
     rng = np.random.default_rng(seed)
@@ -43,6 +61,18 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one thread. With two, OpenMP's spinning barriers make every op ~50x
+    slower as soon as another process competes for the two cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def image_factory():
     return smooth_image
 
@@ -50,4 +80,6 @@ def image_factory():
 @pytest.fixture(autouse=True)
 def _no_analytics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false"))
+    monkeypatch.setenv(
+        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    )

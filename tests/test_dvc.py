@@ -1,0 +1,121 @@
+"""The real pipeline with real `dvc` commands, offline, on a copy of this repository.
+
+One fresh git repo (the tracked files, a tiny quickstart configuration) is shared by the tests
+below, in order: repro, nothing to rerun, exp run --temp writes into the repo's mlflow.db,
+an ablation registers a new version, and a DVC remote carries the outputs to a fresh clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def sh(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env.update(DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+               OMP_NUM_THREADS="2", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")  # fmt: skip
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repo holding this checkout's tracked files and a seconds-long configuration."""
+    proj = tmp_path_factory.mktemp("dvc") / "proj"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, files.split("\0")):
+        if (ROOT / rel).is_file():
+            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, proj / rel)
+    raw = yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
+    raw["data"]["qfs"] = [10, 50]
+    raw["model"]["qacnet"].update(width=8, mid_blocks=1)
+    raw["train"].update(steps=30, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5,
+                        ckpt_every=10, log_every=10, workers=0)  # fmt: skip
+    raw["evaluate"]["primary_qfs"] = [10]
+    (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], proj)
+    sh(["git", "add", "-A"], proj)
+    sh(["git", "commit", "-qm", "fixture"], proj)
+    return proj
+
+
+def db_rows(proj: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(proj / "mlflow.db") as con:
+        return con.execute(sql).fetchall()
+
+
+def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
+    sh(DVC + ["repro"], project)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(metrics["results"]["sample_test"]) == {"10", "50"}
+    assert (project / "reports" / "report.html").is_file()
+    assert (project / "data" / "testsets" / "sample_test" / "color" / "qf_10").is_dir()
+    promotion = json.loads((project / "reports" / "promotion.json").read_text())
+    assert promotion["champion_before"]["version"] == "1"  # the shipped model became the first champion
+    again = sh(DVC + ["repro"], project)
+    assert "Running stage" not in again.stdout
+    assert "up to date" in sh(DVC + ["status"], project).stdout
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", "baseline results"], project)
+
+
+def test_exp_run_temp_logs_into_the_repos_mlflow_db(project: Path) -> None:
+    before = db_rows(project, "select count(*) from runs")[0][0]
+    sh(DVC + ["exp", "run", "--temp", "-n", "mirror-exp", "-S", "data.mirror=http://127.0.0.1:9/"], project)
+    after = db_rows(project, "select count(*) from runs")[0][0]
+    assert after > before  # the download stages ran in a temp copy and logged here
+    tagged = db_rows(project, "select value from tags where key = 'dvc_exp_name'")
+    assert ("mirror-exp",) in tagged
+    assert not list(project.glob(".dvc/tmp/exps/**/mlflow.db"))
+
+
+def test_fft_ablation_trains_evaluates_and_registers_a_version(project: Path) -> None:
+    versions = db_rows(project, "select count(*) from model_versions")[0][0]
+    sh(DVC + ["exp", "run", "-n", "fft-0.1", "-S", "loss.fft_weight=0.1"], project)
+    assert db_rows(project, "select count(*) from model_versions")[0][0] == versions + 1
+    shown = json.loads(sh(DVC + ["exp", "show", "--json"], project).stdout)
+    names = [e["name"] for c in shown for e in (c.get("experiments") or [])]
+    assert "fft-0.1" in names
+    baseline = next(c for c in shown if c["rev"] != "workspace")
+    assert baseline["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]["value"] is not None
+    exp = next(e for c in shown for e in (c.get("experiments") or []) if e["name"] == "fft-0.1")["revs"][0]
+    assert exp["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
+    assert "value" in exp["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_remote_push_then_pull_into_a_fresh_clone(project: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    sh(DVC + ["remote", "add", "-d", "shared", str(remote)], project)
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", "remote", "--allow-empty"], project)
+    sh(DVC + ["push"], project)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    sh(DVC + ["pull"], clone)
+    for rel in ("models/model.pt", "data/testsets/sample_test/color/qf_10", "data/raw/train/sample_train"):
+        a, b = project / rel, clone / rel
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()) if a.is_dir() else [Path()]
+        assert files
+        for f in files:
+            assert _digest(a / f) == _digest(b / f), rel
+    assert "up to date" in sh(DVC + ["status"], clone).stdout

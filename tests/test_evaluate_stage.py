@@ -1,0 +1,154 @@
+"""stages.evaluate on a tiny generated test set: metrics.json, CSVs, crops and the MLflow run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import images, params, tracking
+from pipeline.checkpoint import save_checkpoint
+from pipeline.models import build_model, count_params
+from stages import evaluate as stage
+from stages import make_testsets
+
+ROOT = Path(__file__).resolve().parent.parent
+SET = "sample_test"
+NAMES = ("a", "b")
+KEYS = ("psnr", "ssim", "psnrb", "psnr_y", "ssim_y", "psnrb_y")
+TINY = {"width": 8, "mid_blocks": 1}
+
+
+@pytest.fixture(scope="module")
+def base() -> params.Params:
+    p = params.load(ROOT / "presets" / "quickstart.yaml")
+    return dataclasses.replace(
+        p,
+        data=dataclasses.replace(p.data, test_sets=(SET,), qfs=(10, 50)),
+        evaluate=dataclasses.replace(p.evaluate, primary_sets=(SET,), primary_qfs=(10,), device="cpu"),
+    )
+
+
+def write_model(root: Path, noise: float, run_id: str | None = None) -> None:
+    """models/model.pt and model.json: an untrained QACNet (the identity) or one with noisy weights."""
+    torch.manual_seed(0)
+    model = build_model("qacnet", **TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * torch.randn_like(p))
+    meta = {"run_id": run_id, "steps": 0, "params": count_params(model)}
+    save_checkpoint(root / "models" / "model.pt", "qacnet", TINY, model, meta)
+    (root / "models" / "model.json").write_text(json.dumps({"arch": "qacnet", "kwargs": TINY, **meta}))
+
+
+@pytest.fixture
+def root(tmp_path: Path, base: params.Params, image_factory, mlflow_store, monkeypatch) -> Path:
+    """A project root with data/testsets/sample_test (refs, QF 10 and 50) made by the test-set stage."""
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data" / "raw" / "test" / SET
+    for i, name in enumerate(NAMES):
+        images.write_png(raw / f"{name}.png", image_factory(64, 96 - 16 * i, seed=i))
+    make_testsets.make_refs(base, SET, tmp_path)
+    for qf in base.data.qfs:
+        make_testsets.make_jpeg(base, SET, qf, tmp_path)
+    return tmp_path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def logged_runs(experiment: str) -> list:
+    client = tracking.init_store()
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_noisy_model(base, root, capsys):
+    write_model(root, noise=0.05)
+    out = stage.run(base, root)
+    reports = root / "reports"
+    assert json.loads((reports / "metrics.json").read_text()) == out
+    assert out["model"]["arch"] == "qacnet" and out["model"]["run_id"] is None
+
+    by_qf = out["results"][SET]
+    assert list(by_qf) == ["10", "50"]
+    for r in by_qf.values():
+        assert set(r) >= {"jpeg", "blind", "header", "qf_est_mae", "qf_net_mae"}
+        for mode in ("jpeg", "blind", "header"):
+            assert set(KEYS) <= set(r[mode]) and r[mode]["n"] == len(NAMES)
+        for mode in ("blind", "header"):
+            assert r[mode]["gain"] == pytest.approx(r[mode]["psnr"] - r["jpeg"]["psnr"])
+            assert r[mode]["gain"] < 0  # noise added to every weight makes every image worse
+        assert isinstance(r["qf_est_mae"], float) and r["qf_est_mae"] >= 0
+    assert by_qf["10"]["jpeg"]["psnr"] < by_qf["50"]["jpeg"]["psnr"]
+    assert out["primary"] == {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": [10],
+                              "value": pytest.approx(by_qf["10"]["blind"]["gain"])}  # fmt: skip
+    assert out["negative_gains"] == [
+        {"set": SET, "qf": q, "mode": m, "gain": by_qf[str(q)][m]["gain"]}
+        for q in (10, 50)
+        for m in ("blind", "header")
+    ]
+    assert "warning: the model makes sample_test QF 10 worse in blind mode" in capsys.readouterr().err
+
+    rows = read_csv(reports / "eval" / "per_image.csv")
+    assert len(rows) == len(NAMES) * 2 * 3  # images x QFs x (jpeg, blind, header)
+    assert {(r["image"], r["qf"], r["mode"]) for r in rows} == {
+        (n, q, m) for n in NAMES for q in ("10", "50") for m in ("jpeg", "blind", "header")
+    }
+    assert all(r["set"] == SET for r in rows)
+    blind10 = [float(r["psnr"]) for r in rows if r["qf"] == "10" and r["mode"] == "blind"]
+    assert np.mean(blind10) == pytest.approx(by_qf["10"]["blind"]["psnr"])
+
+    gains = read_csv(reports / "gain_vs_qf.csv")
+    assert [(g["set"], g["qf"]) for g in gains] == [(SET, "10"), (SET, "50")]
+    assert float(gains[0]["gain_blind"]) == pytest.approx(by_qf["10"]["blind"]["gain"])
+    assert float(gains[1]["gain_header"]) == pytest.approx(by_qf["50"]["header"]["gain"])
+
+    crops = reports / "crops"
+    assert sorted(p.name for p in crops.iterdir()) == [f"{SET}_qf{q}_{n}.png" for q in (10, 50) for n in NAMES]
+    triptych = images.read_image(crops / f"{SET}_qf10_a.png")
+    assert triptych.shape == (64, 3 * 96 + 2 * 4, 3)  # JPEG | restored | ground truth, 4 px gaps
+    jpeg = images.read_image(make_testsets.jpeg_dir(root, SET, 10) / "a.jpg")
+    np.testing.assert_array_equal(triptych[:, :96], jpeg)
+    np.testing.assert_array_equal(triptych[:, -96:], images.read_image(make_testsets.refs_dir(root, SET) / "a.png"))
+
+    (run,) = logged_runs(base.tracking.experiment)  # no training run in this store: a run of its own
+    assert run.data.tags["stage"] == "evaluate"
+    assert run.data.metrics["primary_psnr_gain"] == pytest.approx(out["primary"]["value"])
+    assert run.data.metrics[f"{SET}_qf50_header_gain"] == pytest.approx(by_qf["50"]["header"]["gain"])
+    assert run.data.metrics[f"{SET}_qf10_jpeg_psnr"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])
+    artifacts = {a.path for a in tracking.init_store().list_artifacts(run.info.run_id, "evaluate")}
+    assert artifacts >= {"evaluate/metrics.json", "evaluate/gain_vs_qf.csv"}
+
+
+def test_identity_model_into_training_run(base, root):
+    with tracking.start_run("train", base.tracking.experiment) as train_run:
+        tracking.log_metrics({"loss": 1.0})
+    write_model(root, noise=0.0, run_id=train_run.info.run_id)  # untrained QACNet: the identity
+    (root / "reports" / "crops").mkdir(parents=True)
+    (root / "reports" / "crops" / "stale.png").write_bytes(b"old")
+    out = stage.run(base, root)
+    for r in out["results"][SET].values():
+        assert r["blind"]["psnr"] == r["jpeg"]["psnr"] and r["blind"]["gain"] == 0.0
+    assert out["primary"]["value"] == 0.0 and out["negative_gains"] == []
+    assert not (root / "reports" / "crops" / "stale.png").exists()
+
+    (run,) = logged_runs(base.tracking.experiment)  # logged into the training run, no new run
+    assert run.info.run_id == train_run.info.run_id
+    assert run.data.metrics["loss"] == 1.0 and run.data.metrics["primary_psnr_gain"] == 0.0
+    assert run.data.tags["stage"] == "train" and "evaluate.git_commit" in run.data.tags
+
+
+def test_main_without_checkpoint(root, capsys, tmp_path):
+    params_yaml = tmp_path / "params.yaml"
+    params_yaml.write_text((ROOT / "presets" / "quickstart.yaml").read_text())
+    assert stage.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "model.pt: checkpoint not found" in err
+    assert not (tmp_path / "reports" / "metrics.json").exists()

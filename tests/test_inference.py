@@ -1,0 +1,153 @@
+"""restore(): odd sizes, tiling and blending, x8 TTA, the blind QF, progress reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_image
+
+from pipeline import images, inference, metrics
+from pipeline.checkpoint import load_checkpoint
+from pipeline.datasets import sample_images
+from pipeline.models import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "models" / "pretrained" / "model.pt"
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny_qacnet(randomize: bool) -> torch.nn.Module:
+    """A tiny QACNet. Untrained it is the identity (its tail convolutions start at zero), so
+    ``randomize`` perturbs every weight, tails and FiLM layers included."""
+    torch.manual_seed(0)
+    model = build_model("qacnet", width=8, mid_blocks=1, emb_dim=16, estimator_width=16)
+    if randomize:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def random_model() -> torch.nn.Module:
+    return tiny_qacnet(randomize=True)
+
+
+@pytest.fixture(scope="module")
+def identity_model() -> torch.nn.Module:
+    return tiny_qacnet(randomize=False)
+
+
+@pytest.fixture(scope="module")
+def lq() -> np.ndarray:
+    return images.jpeg_roundtrip(smooth_image(75, 99, seed=1), 20)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (8, 8), (75, 99)])
+def test_restore_keeps_shape_and_dtype(random_model: torch.nn.Module, size: tuple[int, int]) -> None:
+    image = images.jpeg_roundtrip(smooth_image(*size), 30)
+    out = inference.restore(random_model, image)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, image)  # the randomized model does something
+    flt = inference.restore_float(random_model, image, qf=30)
+    assert flt.shape == image.shape and flt.dtype == np.float32
+    assert 0.0 <= flt.min() and flt.max() <= 1.0
+
+
+def test_restore_rejects_non_rgb_uint8(random_model: torch.nn.Module, lq: np.ndarray) -> None:
+    for bad in (lq.astype(np.float32), lq[:, :, 0], lq[:, :, :2]):
+        with pytest.raises(ValueError, match="RGB uint8"):
+            inference.restore(random_model, bad)
+
+
+@pytest.mark.parametrize(("tile", "tta"), [(0, True), (64, False), (64, True)])
+def test_identity_model_gives_back_the_input(
+    identity_model: torch.nn.Module, lq: np.ndarray, tile: int, tta: bool
+) -> None:
+    """Through an identity network, padding, tiling, blending and the 8 TTA views (and their
+    inversion) must reproduce every pixel exactly."""
+    out = inference.restore(identity_model, lq, qf=20, tile=tile, overlap=32, tta=tta)
+    np.testing.assert_array_equal(out, lq)
+
+
+def test_tiled_random_model_keeps_shape(random_model: torch.nn.Module, lq: np.ndarray) -> None:
+    whole = inference.restore_float(random_model, lq, qf=20)
+    tiled = inference.restore_float(random_model, lq, qf=20, tile=64, overlap=32)
+    assert tiled.shape == whole.shape
+    assert np.isfinite(tiled).all()
+
+
+@pytest.mark.skipif(not PRETRAINED.is_file(), reason=f"no shipped model at {PRETRAINED}")
+def test_tiled_matches_whole_with_the_shipped_model() -> None:
+    """256 px tiles, 64 px blended overlap (the app's and restore's kind of setting) on a photo
+    that also fits whole: the two PSNRs agree within 0.01 dB."""
+    model, _ = load_checkpoint(PRETRAINED)
+    gt = sample_images("sample_test")["chelsea"]  # 300 x 451: two tile rows, two tile columns
+    jpeg = images.jpeg_roundtrip(gt, 20)
+    whole = inference.restore_float(model, jpeg, qf=20)
+    tiled = inference.restore_float(model, jpeg, qf=20, tile=256, overlap=64)
+    diff = np.abs(whole - tiled) * 255
+    assert diff.max() < 3.0 and diff.mean() < 0.1, (diff.max(), diff.mean())
+    psnr_whole = metrics.psnr(gt, inference.to_uint8(whole))
+    psnr_tiled = metrics.psnr(gt, inference.to_uint8(tiled))
+    assert psnr_whole > metrics.psnr(gt, jpeg) + 0.5  # the model restores
+    assert abs(psnr_whole - psnr_tiled) <= 0.01, (psnr_whole, psnr_tiled)
+
+
+def test_tta_changes_the_result(random_model: torch.nn.Module, lq: np.ndarray) -> None:
+    plain = inference.restore(random_model, lq, qf=20)
+    tta = inference.restore(random_model, lq, qf=20, tta=True)
+    assert tta.shape == plain.shape and tta.dtype == np.uint8
+    assert not np.array_equal(tta, plain)
+
+
+def test_estimate_qf_reads_the_lattice_of_an_aligned_jpeg(random_model: torch.nn.Module) -> None:
+    jpeg = images.jpeg_roundtrip(smooth_image(256, 256, seed=1), 30)
+    assert inference.estimate_qf(random_model, jpeg) == 30.0
+
+
+def test_estimate_qf_falls_back_to_the_network(random_model: torch.nn.Module) -> None:
+    shifted = images.jpeg_roundtrip(smooth_image(256, 256, seed=1), 30)[3:, 5:]
+    net = inference.estimate_qf_net(random_model, shifted)
+    assert net is not None and 0 <= net <= 100
+    assert inference.estimate_qf(random_model, shifted) == net
+
+
+def test_estimate_qf_without_an_estimator() -> None:
+    torch.manual_seed(0)
+    dncnn = build_model("dncnn", depth=3, width=8).eval()
+    shifted = images.jpeg_roundtrip(smooth_image(40, 48), 30)[3:, 5:]
+    assert inference.estimate_qf(dncnn, shifted) is None
+    assert inference.restore(dncnn, shifted).shape == shifted.shape  # and restores without a QF
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap"), [(300, 96, 48), (200, 96, 48), (97, 64, 32), (1000, 512, 64), (64, 64, 32)]
+)
+def test_starts_cover_the_image_on_the_grid(size: int, tile: int, overlap: int) -> None:
+    starts = inference._starts(size, tile, overlap)
+    assert starts[0] == 0
+    assert all(s % 8 == 0 for s in starts)
+    assert starts == sorted(set(starts))
+    for a, b in zip(starts, starts[1:]):
+        assert b - a <= tile - overlap  # neighbours overlap by at least ``overlap``
+    # The last tile runs to the end of the image and is at most 7 px longer than ``tile``.
+    assert starts[-1] + tile <= max(size, tile) and size - starts[-1] <= tile + 7
+
+
+def test_progress_is_reported(random_model: torch.nn.Module, lq: np.ndarray) -> None:
+    calls: list[tuple[int, int]] = []
+    inference.restore(random_model, lq, qf=20, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 1)]
+    calls.clear()
+    inference.restore(random_model, lq, qf=20, tile=64, overlap=32, progress=lambda d, t: calls.append((d, t)))
+    total = len(inference._starts(75, 64, 32)) * len(inference._starts(99, 64, 32))
+    assert calls == [(i, total) for i in range(1, total + 1)]
+    calls.clear()
+    inference.restore(random_model, lq, qf=20, tta=True, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 8) for i in range(1, 9)]

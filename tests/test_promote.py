@@ -1,0 +1,208 @@
+"""stages.promote with a real SQLite registry: the gate, --force, --rollback, concurrent runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline import images, params, tracking
+from pipeline.checkpoint import save_checkpoint
+from pipeline.models import build_model
+from stages import make_testsets
+from stages import promote as stage
+
+ROOT = Path(__file__).resolve().parent.parent
+SET = "sample_test"
+TINY = {"width": 8, "mid_blocks": 1}
+KEY = stage.primary_key([SET], [10])
+
+
+@pytest.fixture(scope="module")
+def preset() -> dict:
+    return yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
+
+
+def save_model(path: Path, seed: int, noise: float = 0.0) -> None:
+    """A tiny QACNet: the identity when untrained; noisy weights make it a poor model."""
+    torch.manual_seed(seed)
+    model = build_model("qacnet", **TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * torch.randn_like(p))
+    save_checkpoint(path, "qacnet", TINY, model, {"steps": seed})
+
+
+def write_candidate(root: Path, value: float, seed: int) -> None:
+    """What the train and evaluate stages leave for promote: the model and its primary metric."""
+    save_model(root / "models" / "model.pt", seed)
+    meta = {"arch": "qacnet", "kwargs": TINY, "steps": seed, "run_id": None, "params_digest": f"d{seed}"}
+    (root / "models" / "model.json").write_text(json.dumps(meta))
+    results = {SET: {"10": {"blind": {"gain": value}, "header": {"gain": value}}}}
+    metrics = {"primary": {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": [10], "value": value},
+               "results": results, "negative_gains": []}  # fmt: skip
+    images.write_bytes(root / "reports" / "metrics.json", json.dumps(metrics).encode())
+
+
+def make_root(root: Path, preset: dict, pretrained: Path, image_factory) -> Path:
+    """A project root: params.yaml, a two-image test set at QF 10 (made by the test-set stage)."""
+    raw = copy.deepcopy(preset)
+    raw["data"].update(test_sets=[SET], qfs=[10])
+    raw["evaluate"].update(primary_sets=[SET], primary_qfs=[10], device="cpu")
+    raw["register"]["pretrained"] = str(pretrained)  # absolute: the same file from every root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    p = params.load(root / "params.yaml")
+    for i in range(2):
+        images.write_png(root / "data" / "raw" / "test" / SET / f"img{i}.png", image_factory(64, 96, seed=i))
+    make_testsets.make_refs(p, SET, root)
+    make_testsets.make_jpeg(p, SET, 10, root)
+    return root
+
+
+@pytest.fixture
+def root(tmp_path: Path, preset, image_factory, mlflow_store, monkeypatch) -> Path:
+    """tmp_path holds the store (DVC_ROOT) and the shipped model; tmp_path/repo the project."""
+    save_model(tmp_path / "pretrained" / "model.pt", seed=100, noise=0.05)  # scores well below 0 dB
+    monkeypatch.chdir(tmp_path)
+    return make_root(tmp_path / "repo", preset, tmp_path / "pretrained" / "model.pt", image_factory)
+
+
+def aliases(name: str = "jpeg-restoration") -> dict[str, str | None]:
+    """Which version holds each alias (None: no version)."""
+    found = {a: tracking.alias_version(name, a) for a in ("champion", "previous", "candidate")}
+    return {a: v and v["version"] for a, v in found.items()}
+
+
+def load(root: Path) -> params.Params:
+    return params.load(root / "params.yaml")
+
+
+def test_better_candidate_is_promoted(root, tmp_path):
+    write_candidate(root, 0.5, seed=1)
+    d = stage.register(load(root), root)
+    champ_value = stage.score(tmp_path / "pretrained" / "model.pt", root, [SET], [10])
+    assert champ_value < -0.5  # the noisy shipped model makes the JPEGs worse
+    assert d["promoted"] and not d["forced"] and d["metric"] == KEY
+    assert d["champion_before"] == {"version": "1", "value": pytest.approx(champ_value)}
+    assert d["candidate"]["version"] == "2" and d["candidate"]["value"] == 0.5
+    assert d["margin"] == pytest.approx(0.5 - champ_value) and d["champion_after"] == "2"
+    assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
+    assert json.loads((root / "reports" / "promotion.json").read_text()) == d
+
+    v1, v2 = (
+        tracking.alias_version("jpeg-restoration", "previous"),
+        tracking.alias_version("jpeg-restoration", "champion"),
+    )
+    assert v1["tags"]["source"] == str(tmp_path / "pretrained" / "model.pt")
+    assert float(v1["tags"][KEY]) == pytest.approx(champ_value)
+    assert float(v2["tags"][KEY]) == 0.5 and v2["tags"]["arch"] == "qacnet"
+    assert v2["tags"][f"gain_blind.{SET}.qf10"] == "0.5" and v2["tags"]["params_digest"] == "d1"
+    champion = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
+    assert champion.read_bytes() == (root / "models" / "model.pt").read_bytes()
+    first = tracking.checkpoint_from_uri("models:/jpeg-restoration/1")
+    assert first.read_bytes() == (tmp_path / "pretrained" / "model.pt").read_bytes()
+
+
+def test_worse_candidates_are_not_promoted(root):
+    write_candidate(root, -30.0, seed=1)
+    d = stage.register(load(root), root)
+    assert not d["promoted"] and d["champion_after"] == "1" and d["margin"] < 0
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
+
+    champ_value = d["champion_before"]["value"]  # now read from version 1's tag
+    write_candidate(root, champ_value + 0.005, seed=2)  # better, but by less than the threshold (0.01)
+    d = stage.register(load(root), root)
+    assert not d["promoted"] and d["champion_before"]["value"] == pytest.approx(champ_value)
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "3"}
+    assert [v["version"] for v in tracking.registered_versions("jpeg-restoration")] == ["3", "2", "1"]
+
+
+def test_champion_is_rescored_without_its_tag(root):
+    write_candidate(root, -30.0, seed=1)
+    first = stage.register(load(root), root)["champion_before"]["value"]
+    tracking.init_store().delete_model_version_tag("jpeg-restoration", "1", KEY)  # e.g. scored on other sets
+    write_candidate(root, -29.0, seed=2)
+    d = stage.register(load(root), root)
+    assert d["champion_before"] == {"version": "1", "value": pytest.approx(first)}  # measured again
+    assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(first)
+
+
+def test_force_then_rollback(root, monkeypatch, capsys):
+    monkeypatch.chdir(root)
+    write_candidate(root, -30.0, seed=1)
+    assert stage.main([]) == 0
+    assert "version 2: -30.000 dB vs champion v1" in capsys.readouterr().out
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
+
+    assert stage.main(["--force", "--params", str(root / "params.yaml")]) == 0
+    assert "promoted to champion" in capsys.readouterr().out
+    d = json.loads((root / "reports" / "promotion.json").read_text())
+    assert d["forced"] and d["promoted"] and d["margin"] < 0
+    assert aliases() == {"champion": "3", "previous": "1", "candidate": "3"}
+
+    assert stage.main(["--rollback", "--params", str(root / "params.yaml")]) == 0
+    assert "champion is now version 1 (was 3)" in capsys.readouterr().out
+    assert aliases() == {"champion": "1", "previous": "3", "candidate": "3"}
+    d = json.loads((root / "reports" / "promotion.json").read_text())
+    assert d["rollback"] and (d["champion_before"], d["champion_after"]) == ("3", "1")
+
+
+def test_rollback_without_previous(root, monkeypatch, capsys):
+    monkeypatch.chdir(root)
+    assert stage.main(["--rollback"]) == 1  # empty registry
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no version has the alias 'previous'; nothing to roll back to" in err
+    write_candidate(root, -30.0, seed=1)
+    assert stage.main([]) == 0  # a champion, but no previous one
+    assert stage.main(["--rollback"]) == 1
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert aliases()["champion"] == "1"
+
+
+def test_concurrent_promotions(root, tmp_path):
+    """Two experiments finishing at once (own working copies, one store and lock): no lost update."""
+    roots = {"a": 1.0, "b": 2.0}
+    for i, (name, value) in enumerate(roots.items()):
+        clone = shutil.copytree(root, tmp_path / name)
+        write_candidate(clone, value, seed=10 + i)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # MLFLOW_TRACKING_URI and DVC_ROOT: the shared store
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "stages.promote"], cwd=tmp_path / name, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for name in roots
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+
+    versions = tracking.registered_versions("jpeg-restoration")
+    assert sorted(int(v["version"]) for v in versions) == [1, 2, 3]
+    assert [v["tags"].get("source") for v in versions].count(None) == 2  # the shipped model, registered once
+    champions = [v for v in versions if "champion" in v["aliases"]]
+    assert len(champions) == 1 and float(champions[0]["tags"]["primary_value"]) == 2.0
+    assert aliases()["candidate"] == "3"
+    decisions = {n: json.loads((tmp_path / n / "reports" / "promotion.json").read_text()) for n in roots}
+    assert decisions["b"]["promoted"]
+    assert {decisions["a"]["candidate"]["version"], decisions["b"]["candidate"]["version"]} == {"2", "3"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: bootstrap_champion logs register.pretrained under its own file name, "
+    "but checkpoint_from_uri looks for model/model.pt",
+)
+def test_pretrained_with_another_file_name(root, tmp_path, preset, image_factory):
+    shutil.copyfile(tmp_path / "pretrained" / "model.pt", tmp_path / "shipped.pt")
+    other = make_root(tmp_path / "other", preset, tmp_path / "shipped.pt", image_factory)
+    write_candidate(other, -30.0, seed=1)
+    stage.register(load(other), other)
+    path = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
+    assert path.read_bytes() == (tmp_path / "shipped.pt").read_bytes()

@@ -1,0 +1,125 @@
+"""The train stage end to end, in subprocesses: kill -9 and resume, NaN, bad data, DDP (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline import images
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_project(tmp: Path, image_factory, n: int = 4, size: int = 96, **train) -> Path:
+    """A project root with generated training images and a tiny, fast configuration."""
+    folder = tmp / "data" / "raw" / "train" / "sample_train"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        images.write_png(folder / f"img{i}.png", image_factory(size, size + 16, seed=i))
+    raw = yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
+    raw["model"]["qacnet"].update(width=8, mid_blocks=1)
+    raw["train"].update(
+        steps=60, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5, ckpt_every=10,
+        log_every=10, val_every=1000, val_fraction=0.25, workers=0, lr=1.0e-3,
+    )  # fmt: skip
+    raw["train"].update(train)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw))
+    return tmp
+
+
+def stage_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", DVC_ROOT=str(tmp), PYTHONPATH=str(ROOT),
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # fmt: skip
+    return env
+
+
+def run_stage(tmp: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stages.train"],
+        cwd=tmp,
+        env=stage_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_step_count(tmp_path: Path, image_factory) -> None:
+    root = make_project(tmp_path, image_factory, steps=200)
+    state = root / "models" / "resume" / "state.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=root, env=stage_env(root),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.time() + 180
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert state.exists(), "no resume checkpoint was written"
+    time.sleep(0.3)  # let it go past the checkpoint a little: that progress is the part lost
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(state, weights_only=True)["step"]
+    assert 0 < saved < 200
+    assert not (root / "models" / "model.pt").exists()
+    first_run = json.loads((root / "models" / "resume" / "mlflow_run.json").read_text())["run_id"]
+
+    done = run_stage(root)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from {state} at step {saved}" in done.stdout
+    meta = json.loads((root / "models" / "model.json").read_text())
+    assert meta["steps"] == 200 and meta["resumed_from"] == saved
+    assert meta["run_id"] == first_run  # the same MLflow run goes on
+    assert not state.exists()  # a finished run leaves no resume state behind
+    log = (root / "reports" / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("step,") and log[-1].startswith("200,")
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tmp_path: Path, image_factory) -> None:
+    root = make_project(tmp_path, image_factory, lr=1.0e12, warmup_steps=1, grad_clip=1.0e12, ckpt_every=1, log_every=1)
+    res = run_stage(root)
+    assert res.returncode == 1
+    assert "loss became nan" in res.stderr.lower() or "loss became inf" in res.stderr.lower()
+    assert "last good checkpoint is kept" in res.stderr
+    state = root / "models" / "resume" / "state.pt"
+    if state.exists():  # whatever was saved is finite
+        weights = torch.load(state, weights_only=True)["model"]
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert not (root / "models" / "model.pt").exists()
+
+
+def test_images_smaller_than_the_patch_are_refused(tmp_path: Path, image_factory) -> None:
+    root = make_project(tmp_path, image_factory, size=40)  # 40 < patch 32 + 16
+    res = run_stage(root)
+    assert res.returncode == 1
+    assert "no usable training images" in res.stderr and "48 px" in res.stderr
+
+
+def test_missing_training_set_names_the_folder(tmp_path: Path, image_factory) -> None:
+    root = make_project(tmp_path, image_factory)
+    for p in (root / "data" / "raw" / "train" / "sample_train").iterdir():
+        p.unlink()
+    res = run_stage(root)
+    assert res.returncode == 1 and "sample_train" in res.stderr and "no image files" in res.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is exercised on Linux")
+def test_two_processes_with_ddp_gloo(tmp_path: Path, image_factory) -> None:
+    root = make_project(tmp_path, image_factory, nproc=2, steps=20, batch_size=8)
+    res = run_stage(root, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    meta = json.loads((root / "models" / "model.json").read_text())
+    assert meta["steps"] == 20
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("jpeg-restoration")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'train'")
+    assert len(runs) == 1  # only rank 0 logs
