@@ -63,6 +63,8 @@ class Decoded:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name."""
+    if not Path(folder).is_dir():
+        raise ImageError(f"{folder}: folder not found")
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,8 +59,9 @@ def get_experiment_id(name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     location = None
-    if tracking_uri().startswith("sqlite:"):  # a local store: artifacts beside it, not in the cwd
-        location = (project_root() / "mlartifacts" / name).as_uri()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):  # a local store: artifacts beside the database, not in the cwd
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # another process created it just now
@@ -145,6 +148,18 @@ def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tupl
     for alias in aliases:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
+
+
+def log_checkpoint(path: str | Path) -> None:
+    """Log a checkpoint as ``model/model.pt`` in the active run, whatever its file name, so
+    that ``checkpoint_from_uri`` finds it."""
+    path = Path(path)
+    if path.name == "model.pt":
+        mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(path, Path(tmp) / "model.pt")
+        mlflow.log_artifact(str(Path(tmp) / "model.pt"), CHECKPOINT_ARTIFACT)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:

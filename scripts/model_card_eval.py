@@ -41,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
             s = summarize(rows)
             s["qf_est_mae"], s["qf_net_mae"] = qf_error(rows, q), qf_error(rows, q, "qf_net")
             table[str(q)] = s
-            line = "  ".join(f"{m} {v['psnr']:.2f}/{v['ssim']:.4f}/{v['psnrb']:.2f}" for m, v in s.items() if isinstance(v, dict))
+            line = "  ".join(
+                f"{m} {v['psnr']:.2f}/{v['ssim']:.4f}/{v['psnrb']:.2f}" for m, v in s.items() if isinstance(v, dict)
+            )
             print(f"QF {q}: {line}  QF MAE blind {s['qf_est_mae']:.1f} net {s['qf_net_mae']:.1f}", flush=True)
     if args.json:
-        images.write_bytes(args.json, json.dumps({"checkpoint": str(args.ckpt), "steps": meta.get("steps"), "live1": table}, indent=1).encode())
+        images.write_bytes(
+            args.json,
+            json.dumps({"checkpoint": str(args.ckpt), "steps": meta.get("steps"), "live1": table}, indent=1).encode(),
+        )
     return 0
 
 

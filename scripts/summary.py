@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = Path.cwd()
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
-    print(f"\n{'set':14} {'QF':>3} {'JPEG PSNR':>9} {'blind':>7} {'gain':>6} {'header':>7} {'gain':>6} {'SSIM':>12} {'PSNR-B':>13}")
+    print(
+        f"\n{'set':14} {'QF':>3} {'JPEG PSNR':>9} {'blind':>7} {'gain':>6} {'header':>7} {'gain':>6} {'SSIM':>12} {'PSNR-B':>13}"
+    )
     for name, by_qf in metrics["results"].items():
         for q, r in by_qf.items():
             j, b, h = r["jpeg"], r["blind"], r["header"]
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds is not None:
         print(f"pipeline time: {args.seconds // 60} min {args.seconds % 60} s")
     print(f"""
-report:     {root / 'reports' / 'report.html'}  (and report.md)
+report:     {root / "reports" / "report.html"}  (and report.md)
 MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri()}
 app:        .venv/bin/streamlit run app.py   (http://127.0.0.1:8501)
 restore:    .venv/bin/python -m pipeline.restore photo.jpg -o restored/""")

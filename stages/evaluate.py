@@ -9,7 +9,7 @@ it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
 - ``reports/eval/per_image.csv``; ``reports/gain_vs_qf.csv`` (DVC plot);
 - ``reports/crops/<SET>_qf<QF>_<image>.png``: JPEG | restored | ground truth at QF 10, 30, 50;
 
-and logs it all into the training run (its id is in models/model.json).
+and logs it all into the training run (its id is in the checkpoint's metadata).
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def crop_writer(folder: Path, set_name: str, qf: int, limit: int = 2):
         y, x = crop_box(item.gt)
         parts = [a[y : y + CROP, x : x + CROP] for a in (item.lq, pred, item.gt)]
         gap = np.full((parts[0].shape[0], 4, 3), 255, np.uint8)
-        images.write_png(folder / f"{set_name}_qf{qf}_{item.name}.png", np.hstack([parts[0], gap, parts[1], gap, parts[2]]))
+        images.write_png(
+            folder / f"{set_name}_qf{qf}_{item.name}.png", np.hstack([parts[0], gap, parts[1], gap, parts[2]])
+        )
         written.append(item.name)
 
     return write
@@ -76,7 +78,9 @@ def run(params: Params, root: Path) -> dict:
         results[name] = {}
         for qf in params.data.qfs:
             pairs = eval_pairs(jpeg_dir(root, name, qf), refs_dir(root, name))
-            rows = evaluate_pairs(pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap, crop_writer(crops, name, qf))
+            rows = evaluate_pairs(
+                pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap, crop_writer(crops, name, qf)
+            )
             summary = summarize(rows)
             summary["qf_est_mae"] = qf_error(rows, qf)
             summary["qf_net_mae"] = qf_error(rows, qf, "qf_net")
@@ -105,7 +109,10 @@ def run(params: Params, root: Path) -> dict:
     _write_csv(reports / "gain_vs_qf.csv", gains)
     _log(params, out, reports)
     for n in negative:
-        print(f"warning: the model makes {n['set']} QF {n['qf']} worse in {n['mode']} mode ({n['gain']:+.3f} dB)", file=sys.stderr)
+        print(
+            f"warning: the model makes {n['set']} QF {n['qf']} worse in {n['mode']} mode ({n['gain']:+.3f} dB)",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -144,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, images.ImageError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"primary metric (blind PSNR gain, {'+'.join(out['primary']['sets'])} QF {out['primary']['qfs']}): {out['primary']['value']:+.3f} dB")
+    print(
+        f"primary metric (blind PSNR gain, {'+'.join(out['primary']['sets'])} QF {out['primary']['qfs']}): {out['primary']['value']:+.3f} dB"
+    )
     return 0
 
 

@@ -74,7 +74,7 @@ def make_refs(params: Params, name: str, root: Path) -> dict:
 
 
 def make_jpeg(params: Params, name: str, qf: int, root: Path) -> dict:
-    refs = images.list_images(refs_dir(root, name))
+    refs = images.list_images(refs_dir(root, name)) if refs_dir(root, name).is_dir() else []
     if not refs:
         raise images.ImageError(f"{refs_dir(root, name)}: no reference images (run `dvc repro refs@{name}`)")
     n, size = _build(jpeg_dir(root, name, qf), [(p, qf) for p in refs], _jpeg, ".jpg")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error("jpeg needs a quality 1..100")
             info = make_jpeg(params, args.set, args.qf, root)
     except (images.ImageError, ParamsError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 1
     with tracking.start_run(f"make_testsets_{args.what}", params.tracking.experiment):
         tracking.log_params({k: v for k, v in info.items() if k in ("set", "qf")})

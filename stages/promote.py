@@ -78,8 +78,10 @@ def bootstrap_champion(params: Params, root: Path, key: str, sets: list[str], qf
     _, meta = load_checkpoint(path)
     value = score(path, root, sets, qfs)
     with tracking.start_run("register_pretrained", params.tracking.experiment) as run:
-        tracking.log_artifact(path, tracking.CHECKPOINT_ARTIFACT)
-        tracking.log_params({"source": str(params.register.pretrained), "steps": meta.get("steps"), "gpu": meta.get("gpu")})
+        tracking.log_checkpoint(path)
+        tracking.log_params(
+            {"source": str(params.register.pretrained), "steps": meta.get("steps"), "gpu": meta.get("gpu")}
+        )
         tracking.log_metrics({"primary_psnr_gain": value})
     tags = {"source": str(params.register.pretrained), key: value, "primary_key": key, "primary_value": value}
     version = tracking.register_version(params.register.model_name, run.info.run_id, tags, aliases=("champion",))
@@ -97,7 +99,7 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
     run_id = meta.get("run_id")
     if not run_id or not tracking.run_exists(run_id):  # trained elsewhere: log the checkpoint now
         with tracking.start_run("register", params.tracking.experiment) as run:
-            tracking.log_artifact(root / "models" / "model.pt", tracking.CHECKPOINT_ARTIFACT)
+            tracking.log_checkpoint(root / "models" / "model.pt")
         run_id = run.info.run_id
     tags = {"primary_key": key, "primary_value": value, key: value, "arch": meta["arch"], "steps": meta.get("steps"),
             "params_digest": meta.get("params_digest"), "git_commit": meta.get("git_commit")}  # fmt: skip
@@ -165,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"version {d['candidate']['version']} is the first champion ({d['candidate']['value']:+.3f} dB)")
     else:
         verdict = "promoted to champion" if d["promoted"] else "not promoted"
-        print(f"version {d['candidate']['version']}: {d['candidate']['value']:+.3f} dB vs champion v{d['champion_before']['version']} "
-              f"{d['champion_before']['value']:+.3f} dB (threshold {d['threshold']}): {verdict}")
+        print(
+            f"version {d['candidate']['version']}: {d['candidate']['value']:+.3f} dB vs champion v{d['champion_before']['version']} "
+            f"{d['champion_before']['value']:+.3f} dB (threshold {d['threshold']}): {verdict}"
+        )
     return 0
 
 

@@ -29,7 +29,7 @@ from pipeline.degrade import load_training_images
 from pipeline.losses import MissingWeightsError
 from pipeline.models import count_params
 from pipeline.params import Params, ParamsError, load
-from pipeline.train import TrainingError, fit
+from pipeline.train import FitResult, LogFn, TrainingError, fit
 
 
 def split_paths(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -75,7 +75,9 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
     train_paths, val_paths = split_paths(training_paths(params, root), cfg.val_fraction)
     train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
     if skipped and rank == 0:
-        print(f"skipping {len(skipped)} image(s) smaller than {cfg.patch_size + 16} px: {', '.join(p.name for p in skipped[:5])}")
+        print(
+            f"skipping {len(skipped)} image(s) smaller than {cfg.patch_size + 16} px: {', '.join(p.name for p in skipped[:5])}"
+        )
     if not train_imgs:
         raise TrainingError(
             f"no usable training images: {len(train_paths)} found, all smaller than patch_size + 16 = "
@@ -85,8 +87,13 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
     resume_dir = root / "models" / "resume"
     resume_path, run_file = resume_dir / "state.pt", resume_dir / "mlflow_run.json"
     kwargs = params.model.kwargs()
-    if rank != 0:
-        fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(), None, vgg_pretrained)
+
+    def train(log: LogFn | None) -> FitResult:
+        return fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(),
+                   log, vgg_pretrained)  # fmt: skip
+
+    if rank != 0:  # DDP worker: trains, logs nothing, writes nothing
+        train(None)
         return {}
 
     resume_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,11 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
     with tracking.start_run("train", params.tracking.experiment, run_id=run_id, log_system_metrics=True) as active:
         run_file.write_text(json.dumps({"run_id": active.info.run_id, "digest": params.digest()}))
         if run_id is None:
-            flat = {f"{g}.{k}": v for g in ("model", "loss", "train") for k, v in dataclasses.asdict(getattr(params, g)).items()}
+            flat = {
+                f"{g}.{k}": v
+                for g in ("model", "loss", "train")
+                for k, v in dataclasses.asdict(getattr(params, g)).items()
+            }
             tracking.log_params({**flat, "data.train_sets": params.data.train_sets, "params_digest": params.digest()})
             tracking.log_params({"train_images": len(train_imgs), "val_images": len(val_imgs)})
 
@@ -106,7 +117,7 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
             log_rows.append({"step": step, **metrics})
             tracking.log_metrics(metrics, step)
 
-        res = fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(), log, vgg_pretrained)
+        res = train(log)
         meta = {
             "arch": params.model.arch, "kwargs": kwargs, "params": count_params(res.model), "steps": res.step,
             "wall_s": round(res.wall_s, 1), "patches_per_s": round(res.patches_per_s, 1), "resumed_from": res.resumed_from,
@@ -119,7 +130,7 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
         if log_rows or not (root / "reports" / "train_log.csv").exists():
             write_log(root / "reports" / "train_log.csv", log_rows)
         tracking.log_metrics({f"final_{k}": v for k, v in res.val.items()}, res.step)
-        tracking.log_artifact(model_path, tracking.CHECKPOINT_ARTIFACT)
+        tracking.log_checkpoint(model_path)
         tracking.log_artifact(root / "models" / "model.json", tracking.CHECKPOINT_ARTIFACT)
     resume_path.unlink(missing_ok=True)  # done: the next run of this stage starts afresh
     run_file.unlink(missing_ok=True)
@@ -146,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if meta:
-        print(f"trained {meta['arch']} ({meta['params'] / 1e6:.2f}M parameters) for {meta['steps']} steps in {meta['wall_s']:.0f} s; validation {meta['val']}")
+        print(
+            f"trained {meta['arch']} ({meta['params'] / 1e6:.2f}M parameters) for {meta['steps']} steps in {meta['wall_s']:.0f} s; validation {meta['val']}"
+        )
     return 0
 
 

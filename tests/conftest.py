@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -27,7 +28,7 @@ def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite database with its schema created (the migrations take seconds)."""
     from mlflow.tracking import MlflowClient
 
@@ -37,10 +38,22 @@ def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def mlflow_store(mlflow_uri: str, tmp_path: Path, _migrated_db: Path) -> str:
+def mlflow_store(mlflow_uri: str, tmp_path: Path, migrated_db: Path) -> str:
     """Like ``mlflow_uri``, with the database already created: a copy, not a fresh migration."""
-    shutil.copyfile(_migrated_db, tmp_path / "mlflow.db")
+    shutil.copyfile(migrated_db, tmp_path / "mlflow.db")
     return mlflow_uri
+
+
+@pytest.fixture
+def forkserver(monkeypatch: pytest.MonkeyPatch) -> multiprocessing.context.BaseContext:
+    """A multiprocessing context for tests of concurrent processes: like "spawn", each process
+    starts clean (none of this process's MLflow or SQLite connections), but it is forked from a
+    server that imported torch and mlflow once instead of importing them again (seconds each)."""
+    # Python 3.11's forkserver does not apply sys.path before preloading: PYTHONPATH does.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["stages.promote"])  # takes effect when the server first starts
+    return ctx
 
 
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:

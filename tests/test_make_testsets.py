@@ -102,11 +102,6 @@ def test_missing_raw_set(preset, tmp_path, capsys):
         stage.make_refs(preset, SET, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: images.list_images on a missing folder raises FileNotFoundError, "
-    "so make_jpeg never reaches its 'no reference images (run `dvc repro refs@SET`)' message",
-)
 def test_jpeg_without_refs_says_what_to_run(preset, tmp_path):
     with pytest.raises(images.ImageError, match=r"refs@sample_test"):
         stage.make_jpeg(preset, SET, 10, tmp_path)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,7 +84,8 @@ def test_run_tags(mlflow_store, tmp_path, monkeypatch):
 
 def test_git_commit(tmp_path, monkeypatch):
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    assert tracking.git_commit() == git(ROOT, "rev-parse", "HEAD")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert tracking.git_commit() == (head.stdout.strip() if head.returncode == 0 else "unknown")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # not a git checkout
     assert tracking.git_commit() == "unknown"
 
@@ -121,19 +122,20 @@ def test_registry_helpers(mlflow_store, tmp_path):
             tracking.checkpoint_from_uri(uri)
 
 
-def _create_run(i: int, barrier) -> None:
-    """A process of its own (spawned): create the store if needed and log one run."""
+def _create_run(i: int, env: dict[str, str], barrier) -> None:
+    """In a process of its own: create the store if needed and log one run."""
+    os.environ.update(env)
     barrier.wait(timeout=120)
     tracking.init_store()
     with tracking.start_run(f"worker{i}", "concurrent"):
         tracking.log_metrics({"worker": i})
 
 
-def test_concurrent_processes_on_a_fresh_store(mlflow_uri, tmp_path):
+def test_concurrent_processes_on_a_fresh_store(mlflow_uri, tmp_path, forkserver):
     assert not (tmp_path / "mlflow.db").exists()
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_create_run, args=(i, barrier)) for i in range(4)]
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}  # the server's may be older
+    barrier = forkserver.Barrier(4)
+    procs = [forkserver.Process(target=_create_run, args=(i, env, barrier)) for i in range(4)]
     for p in procs:
         p.start()
     for p in procs:
@@ -152,8 +154,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
+def mlflow_server(tmp_path: Path, migrated_db: Path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 with its own SQLite store and artifact root."""
+    shutil.copyfile(migrated_db, tmp_path / "srv.db")  # the schema in place: a faster start
     port = free_port()
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed below)
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db",
