@@ -50,6 +50,15 @@ def main() -> int:
         rows.append(f"| {q} | " + " | ".join(cells) + f" | {r['blind']['gain']:+.2f} | {r['qf_net_mae']:.1f} | {pub} |")
     gaps = [fb[int(q)]["psnr"] - r["blind"]["psnr"] for q, r in table.items() if int(q) in fb and int(q) <= 40]
     gap = sum(gaps) / len(gaps) if gaps else float("nan")
+    worse = [f"QF {q} ({r['blind_net']['psnr'] - r['jpeg']['psnr']:+.2f} dB)" for q, r in table.items()
+             if r["blind_net"]["psnr"] < r["jpeg"]["psnr"]]  # fmt: skip
+    worse_line = (
+        "- With the learned estimator alone (blind (net)), the output is below the JPEG input at "
+        + ", ".join(worse)
+        + ": it under-estimates high QFs and then smooths too much."
+        if worse
+        else "- Every mode is above the JPEG input at every QF."
+    )
     bench_rows = [
         f"| {b['arch']} | {b['params_M']:.2f}M | {b['train_patches_per_s']:.0f} | {b['infer_ms']:.1f} | {b['peak_infer_MiB']:.0f} |"
         for b in bench["rows"]
@@ -119,6 +128,7 @@ Training throughput: forward + backward + AdamW on batch 32 of 128x128; inferenc
   at QF 10-40 (blind), and the learned QF estimator is weak at high QF (see "net QF error"). A photo whose
   grid is not aligned (cropped after compression) or that was compressed twice falls back to
   that estimator; set the QF by hand (`--q`, the app's slider) when the result looks too soft.
+{worse_line}
 - Double JPEG was only {c2["double_jpeg_prob"]:.0%} of training.
 - Measured on LIVE1 only here; `dvc repro` with the full preset scores BSDS500 and Urban100.
 """
