@@ -82,6 +82,7 @@ def run(params: Params, root: Path) -> dict:
                 pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap, crop_writer(crops, name, qf)
             )
             summary = summarize(rows)
+            summary["n"] = summary["jpeg"]["n"]
             summary["qf_est_mae"] = qf_error(rows, qf)
             summary["qf_net_mae"] = qf_error(rows, qf, "qf_net")
             results[name][str(qf)] = summary

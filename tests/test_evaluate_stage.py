@@ -79,7 +79,7 @@ def test_noisy_model(base, root, capsys):
     by_qf = out["results"][SET]
     assert list(by_qf) == ["10", "50"]
     for r in by_qf.values():
-        assert set(r) >= {"jpeg", "blind", "header", "qf_est_mae", "qf_net_mae"}
+        assert set(r) >= {"n", "jpeg", "blind", "header", "qf_est_mae", "qf_net_mae"} and r["n"] == len(NAMES)
         for mode in ("jpeg", "blind", "header"):
             assert set(KEYS) <= set(r[mode]) and r[mode]["n"] == len(NAMES)
         for mode in ("blind", "header"):
