@@ -35,15 +35,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples -> lists, str subclasses (torch.__version__) -> str: only types that
     weights_only loading accepts."""
     if isinstance(value, str):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -56,7 +56,7 @@ def save_checkpoint(
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
     }
-    atomic_save({"arch": arch, "kwargs": _plain(kwargs), "weights": weights, "meta": _plain(meta)}, path)
+    atomic_save({"arch": arch, "kwargs": plain(kwargs), "weights": weights, "meta": plain(meta)}, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -179,7 +179,15 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
-    """PNG bytes of an RGB uint8 (or uint16) image, with optional alpha of the same depth."""
+    """PNG bytes of an RGB (H, W, 3) or grayscale (H, W) uint8/uint16 image, with optional
+    alpha of the same depth (a grayscale image with alpha is written as RGBA)."""
+    if rgb.ndim == 2 and rgb.dtype in (np.uint8, np.uint16):
+        if alpha is None:
+            ok, buf = cv2.imencode(".png", rgb)
+            if not ok:
+                raise ImageError("PNG encoding failed")
+            return buf.tobytes()
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     _check_rgb(rgb, allow16=True)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if alpha is not None:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -98,11 +97,7 @@ def encode_output(pred: np.ndarray, decoded: Decoded) -> bytes:
     if alpha is not None and bits == 16:
         alpha = alpha.astype(np.uint16) * 257  # decode_image hands alpha over at 8 bits
     if decoded.gray and alpha is None:
-        # images.encode_png only takes RGB: a one-channel PNG is encoded here.
-        ok, buf = cv2.imencode(".png", _quantize(pred.mean(axis=2), bits))
-        if not ok:
-            raise ImageError("PNG encoding failed")
-        return buf.tobytes()
+        return images.encode_png(_quantize(pred.mean(axis=2), bits))
     return images.encode_png(_quantize(pred, bits), alpha)
 
 

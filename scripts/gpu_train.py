@@ -21,49 +21,17 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from pipeline import images, metrics, params
-from pipeline.checkpoint import _plain, read_checkpoint, save_checkpoint
+from pipeline import images, params
+from pipeline.checkpoint import plain, read_checkpoint, save_checkpoint
 from pipeline.degrade import load_training_images
-from pipeline.inference import estimate_qf, restore
 from pipeline.models import count_params
 from pipeline.train import fit
 
 QFS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-
-
-def _score(args: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    gt, pred = args
-    return metrics.score(gt, pred)
-
-
-def evaluate_live1(model: torch.nn.Module, folder: Path, qfs: tuple[int, ...], pool: ProcessPoolExecutor) -> dict:
-    """Mean PSNR/SSIM/PSNR-B of JPEG input, blind mode and header-QF mode per QF."""
-    gts = [images.read_image(p) for p in images.list_images(folder)]
-    table = {}
-    for q in qfs:
-        jpgs = [images.encode_jpeg(gt, q) for gt in gts]
-        lqs = [images.decode_jpeg(j) for j in jpgs]
-        header = [images.jpeg_quality(j)[0] for j in jpgs]
-        qf_est = [estimate_qf(model, lq) for lq in lqs]
-        blind = [restore(model, lq, qf=e) for lq, e in zip(lqs, qf_est)]
-        informed = [restore(model, lq, qf=h) for lq, h in zip(lqs, header)]
-        row = {"n": len(gts), "qf_est_mae": float(np.mean(np.abs(np.array(qf_est) - q)))}
-        for mode, preds in (("jpeg", lqs), ("blind", blind), ("header", informed)):
-            scores = list(pool.map(_score, zip(gts, preds)))
-            for k in ("psnr", "ssim", "psnrb"):
-                row[f"{mode}_{k}"] = float(np.mean([s[k] for s in scores]))
-        table[q] = row
-        print(f"QF {q}: JPEG {row['jpeg_psnr']:.2f}/{row['jpeg_ssim']:.3f}/{row['jpeg_psnrb']:.2f}  "
-              f"blind {row['blind_psnr']:.2f}/{row['blind_ssim']:.3f}/{row['blind_psnrb']:.2f}  "
-              f"header {row['header_psnr']:.2f}/{row['header_ssim']:.3f}/{row['header_psnrb']:.2f}  "
-              f"QF-est MAE {row['qf_est_mae']:.1f}", flush=True)  # fmt: skip
-    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     init, history = None, []
     if args.init:
         ckpt = read_checkpoint(args.init)
-        if ckpt["arch"] != p.model.arch or ckpt["kwargs"] != _plain(kwargs):
+        if ckpt["arch"] != p.model.arch or ckpt["kwargs"] != plain(kwargs):
             raise SystemExit(f"{args.init}: {ckpt['arch']} {ckpt['kwargs']} does not match params.yaml's model")
         init = ckpt["weights"]
         history = ckpt["meta"].get("history", []) + [{k: v for k, v in ckpt["meta"].items() if k != "history"}]
@@ -143,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = res.model.to(device).eval()
     if args.qfs:  # "" skips the evaluation (it can be run on any machine afterwards)
-        with ProcessPoolExecutor(max_workers=min(14, os.cpu_count() or 2)) as pool:
-            table = evaluate_live1(model, args.live1, tuple(int(q) for q in args.qfs.split(",")), pool)
-        (args.out / "live1_gpu_eval.json").write_text(json.dumps(table, indent=1))
+        from scripts.model_card_eval import main as card_eval
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        card_eval(["--ckpt", str(args.out / "model.pt"), "--gt", str(args.live1), "--qfs", args.qfs,
+                   "--modes", "header,blind", "--device", device, "--json", str(args.out / "live1_eval.json")])  # fmt: skip
         print(f"evaluation done at {time.time() - t0:.0f} s", flush=True)
     if not args.skip_bench:
         from benchmarks.bench_models import main as bench_main

@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images")
     ap.add_argument("--qfs", default="10,20,30,40,50,60,70,80,90")
     ap.add_argument("--modes", default="header,blind,blind_net")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    model, meta = load_checkpoint(args.ckpt)
+    model, meta = load_checkpoint(args.ckpt, args.device)
     table = {}
     with tempfile.TemporaryDirectory() as tmp:
         for q in (int(v) for v in args.qfs.split(",")):
