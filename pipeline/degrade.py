@@ -1,4 +1,5 @@
-"""Training pairs made on the fly: random crop, flips/rotations, (double) JPEG, grayscale.
+"""Training pairs made on the fly: random crop, flips/rotations, JPEG (single, double with a shifted
+grid, resized after compression) or none (clean), grayscale.
 
 Item ``k`` of ``TrainPairs`` is fully determined by (seed, k): the same pairs whatever the
 number of workers or processes, and a resumed run continues the very same stream.
@@ -20,19 +21,50 @@ from pipeline.images import ImageError, jpeg_roundtrip, read_image
 
 @dataclass(frozen=True)
 class Degradation:
-    """How a clean patch becomes a JPEG-degraded one (see params.yaml ``train``)."""
+    """How a clean patch becomes a degraded one (see params.yaml ``train``).
+
+    Each patch is one of four cases, drawn with these probabilities (single JPEG takes the rest):
+    clean (never compressed, label 100), double JPEG with a shifted grid, resized after
+    compression, and a single JPEG. Independently: grayscale, and whether the 8x8 grid is aligned.
+    """
 
     qf_min: int = 5
     qf_max: int = 95
     double_jpeg_prob: float = 0.0
     gray_prob: float = 0.0
     align_prob: float = 0.5
+    resize_prob: float = 0.0
+    clean_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        probs = {
+            "double_jpeg_prob": self.double_jpeg_prob,
+            "resize_prob": self.resize_prob,
+            "clean_prob": self.clean_prob,
+        }
+        for name, v in {**probs, "gray_prob": self.gray_prob, "align_prob": self.align_prob}.items():
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"train.{name} must be in [0, 1], got {v}")
+        if sum(probs.values()) > 1.0 + 1e-9:
+            raise ValueError(f"train.double_jpeg_prob + resize_prob + clean_prob must be at most 1, got {probs}")
+
+
+CLEAN_LABEL = 100  # the QF label of a patch that was never compressed
+RESIZE_MIN = 0.5  # resized cases shrink the compressed image by a factor in [RESIZE_MIN, 1)
+RESIZE_FILTERS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)  # what photo tools use
+RESAVE_SHARE = 0.75  # double JPEG: share whose second quality is at least the first (a re-save)
 
 
 def augment(img: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 flips/rotations (k in 0..7) of an HWC array."""
     out = np.rot90(img, k % 4)
     return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+
+
+def _crop(src: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = src.shape[:2]
+    y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    return src[y : y + size, x : x + size]
 
 
 def make_pair(
@@ -43,25 +75,37 @@ def make_pair(
     Returns (lq, gt, qf_label) with lq, gt uint8 (patch, patch, 3). A region 16 px larger is
     compressed, so that after an optional grid shift (double JPEG) and an offset of 0..7 px
     (the 8x8 grid not always aligned with the patch) no pixel comes from the JPEG's padded border.
-    For double JPEG the label is the lower (worse) of the two qualities.
+    Labels: double JPEG, the lower (stronger) of the two qualities; resized, the JPEG's quality;
+    clean, 100.
     """
     big = patch + 16
-    h, w = src.shape[:2]
-    y, x = rng.integers(0, h - big + 1), rng.integers(0, w - big + 1)
-    gt = augment(src[y : y + big, x : x + big], int(rng.integers(8)))
+    case = rng.random()
+    is_clean = case < deg.clean_prob
+    is_double = deg.clean_prob <= case < deg.clean_prob + deg.double_jpeg_prob
+    is_resized = not (is_clean or is_double) and case < deg.clean_prob + deg.double_jpeg_prob + deg.resize_prob
+    region = big
+    if is_resized:  # compress a larger region, then shrink it (and the ground truth) to ``big``
+        region = min(int(np.ceil(big / rng.uniform(RESIZE_MIN, 1.0))), *src.shape[:2])
+    gt = augment(_crop(src, region, rng), int(rng.integers(8)))
     gray = rng.random() < deg.gray_prob
     if gray:
         gt = np.repeat(cv2.cvtColor(gt, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     qf = int(rng.integers(deg.qf_min, deg.qf_max + 1))
-    lq = jpeg_roundtrip(gt, qf, gray)
-    if rng.random() < deg.double_jpeg_prob:
+    lq = gt if is_clean else jpeg_roundtrip(gt, qf, gray)
+    if is_clean:
+        qf = CLEAN_LABEL
+    elif is_double:
         sy, sx = rng.integers(0, 8, size=2)
         if sy == sx == 0:
             sy = 1 + rng.integers(7)
         gt, lq = gt[sy : sy + patch + 8, sx : sx + patch + 8], lq[sy : sy + patch + 8, sx : sx + patch + 8]
-        qf2 = int(rng.integers(deg.qf_min, deg.qf_max + 1))
+        low = qf if rng.random() < RESAVE_SHARE else deg.qf_min
+        qf2 = int(rng.integers(low, deg.qf_max + 1))
         lq = jpeg_roundtrip(np.ascontiguousarray(lq), qf2, gray)
         qf = min(qf, qf2)
+    elif is_resized and region > big:
+        interp = RESIZE_FILTERS[int(rng.integers(len(RESIZE_FILTERS)))]
+        gt, lq = (cv2.resize(np.ascontiguousarray(a), (big, big), interpolation=interp) for a in (gt, lq))
     oy, ox = (0, 0) if rng.random() < deg.align_prob else rng.integers(0, 8, size=2)
     return (
         np.ascontiguousarray(lq[oy : oy + patch, ox : ox + patch]),

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+COMPILE_MODES = ("none", "default", "reduce-overhead")  # train.compile: torch.compile modes
+
 
 class ParamsError(ValueError):
     """A bad params file; the message names the key."""
@@ -74,6 +76,8 @@ class TrainParams:
     double_jpeg_prob: float
     gray_prob: float
     align_prob: float
+    resize_prob: float
+    clean_prob: float
     lr: float
     weight_decay: float
     warmup_steps: int
@@ -87,7 +91,7 @@ class TrainParams:
     workers: int
     device: str
     nproc: int
-    compile: bool
+    compile: str
     amp: bool
 
 
@@ -227,6 +231,13 @@ def parse(raw: dict[str, Any]) -> Params:
     if t.batch_size % t.patches_per_image:
         raise ParamsError(
             f"train.batch_size ({t.batch_size}) must be a multiple of train.patches_per_image ({t.patches_per_image})"
+        )
+    if t.compile not in COMPILE_MODES:
+        raise ParamsError(f"train.compile: expected one of {', '.join(COMPILE_MODES)}, got {t.compile!r}")
+    if not 0 <= t.double_jpeg_prob + t.resize_prob + t.clean_prob <= 1:
+        raise ParamsError(
+            "train.double_jpeg_prob + train.resize_prob + train.clean_prob must be in [0, 1], got "
+            f"{t.double_jpeg_prob} + {t.resize_prob} + {t.clean_prob}"
         )
     if t.patch_size % 8:
         raise ParamsError(f"train.patch_size must be a multiple of 8, got {t.patch_size}")

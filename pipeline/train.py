@@ -65,6 +65,59 @@ def lr_at(cfg: TrainParams, step: int, progress: float) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+class TrainStep:
+    """One optimizer step: forward (bf16 autocast on CUDA) + hybrid loss + backward + clipping +
+    AdamW + EMA update. Shared by fit() and benchmarks.bench_models, so the benchmark times
+    exactly what training runs.
+
+    ``compile``: a torch.compile mode for the forward and the loss ("none" runs eagerly;
+    "reduce-overhead" also records CUDA graphs, which removes the launch overhead of the many
+    small kernels of a model this size). ``net`` is what runs the forward (the DDP wrapper under
+    torchrun); ``model`` holds the parameters.
+    """
+
+    def __init__(self, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module,
+                 grad_clip: float, amp: bool, compile: str = "none", net: nn.Module | None = None) -> None:  # fmt: skip
+        self.model, self.ema, self.opt, self.grad_clip = model, ema, opt, grad_clip
+        self.device = next(model.parameters()).device
+        self.amp = amp and self.device.type == "cuda"
+        self.net, self.loss_fn = net if net is not None else model, loss_fn
+        self.compile = compile
+        self.forward = self._forward if compile == "none" else torch.compile(self._forward, mode=compile)
+        self.params, self.ema_params = list(model.parameters()), list(ema.parameters())
+
+    def _forward(self, lq: torch.Tensor, gt: torch.Tensor, qf: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.net(lq, qf)
+        return self.loss_fn(type(out)([p.float() for p in out.preds], out.qf), gt, qf)
+
+    def __call__(self, lq: torch.Tensor, gt: torch.Tensor, qf: torch.Tensor, lr: float, ema_decay: float
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+        """Returns (loss, loss parts, gradient norm), still on the device (no synchronisation)."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        if self.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs may be reused
+        loss, parts = self.forward(lq, gt, qf)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema_params, self.params, 1 - ema_decay)
+            for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+                b_ema.copy_(b)
+        if self.compile == "reduce-overhead":  # CUDA-graph outputs are overwritten by the next step
+            loss, parts = loss.clone(), {k: v.clone() for k, v in parts.items()}
+        return loss.detach(), parts, gnorm
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; the fused CUDA kernel on a GPU (one launch for all parameters instead of dozens)."""
+    fused = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99), fused=fused)
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray, int]], device: torch.device
@@ -123,7 +176,7 @@ def fit(
     model = model.to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = HybridLoss(loss_cfg.weights(), loss_cfg.stage_weight, vgg_pretrained).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
 
     step, elapsed = 0, 0.0
     if resume_path.exists():
@@ -158,7 +211,8 @@ def fit(
         raise TrainingError(
             f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches"
         )
-    deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob)
+    deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob, cfg.resize_prob,
+                      cfg.clean_prob)  # fmt: skip
     loader = torch.utils.data.DataLoader(
         TrainPairs(train_images, cfg.patch_size, deg, cfg.seed, cfg.patches_per_image),
         batch_size=items,
@@ -175,12 +229,10 @@ def fit(
         if world > 1
         else model
     )
-    fwd = torch.compile(net) if cfg.compile else net
+    train_step = TrainStep(model, ema, opt, loss_fn, cfg.grad_clip, cfg.amp, cfg.compile, net)
     val_pairs = validation_pairs(val_images)
-    amp = device.type == "cuda" and cfg.amp
-    params, ema_params = list(model.parameters()), list(ema.parameters())
     val: dict[str, float] = {}
-    t_start, window_t, window_n = time.time() - elapsed, time.time(), 0
+    t_start, window_t, window_n, window_wait = time.time() - elapsed, time.time(), 0, 0.0
     rate = 0.0
     # Redraw at most once a minute when the output is a log file, not a terminal.
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, dynamic_ncols=True, desc="train",
@@ -188,22 +240,13 @@ def fit(
     data = iter(loader)
     done = progress(step, elapsed) >= 1.0
     while not done:
+        t_wait = time.perf_counter()  # time the loop waits for data: the GPU starves meanwhile
         lq, gt, qf = (t.to(device, non_blocking=True) for t in next(data))
+        window_wait += time.perf_counter() - t_wait
         lq, gt = lq.contiguous(memory_format=torch.channels_last), gt.contiguous(memory_format=torch.channels_last)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step, progress(step, elapsed))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = fwd(lq, qf)
-        loss, parts = loss_fn(type(out)([p.float() for p in out.preds], out.qf), gt, qf)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        with torch.no_grad():  # EMA with a warm-up, so short runs are not dominated by the init
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
-            for b_ema, b in zip(ema.buffers(), model.buffers()):
-                b_ema.copy_(b)
+        # EMA with a warm-up, so short runs are not dominated by the init
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        loss, parts, gnorm = train_step(lq, gt, qf, lr_at(cfg, step, progress(step, elapsed)), decay)
         step += 1
         window_n += lq.shape[0] * world
         elapsed = time.time() - t_start
@@ -217,16 +260,18 @@ def fit(
         if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or last:
             # Once a step goes NaN every later loss is NaN too: checking here, before any
             # checkpoint is written, is enough to never save broken weights.
-            if not math.isfinite(float(loss.detach())):
+            if not math.isfinite(float(loss)):
                 raise TrainingError(
-                    f"loss became {float(loss.detach())} at step {step} (grad norm {float(gnorm):.3g}); "
+                    f"loss became {float(loss)} at step {step} (grad norm {float(gnorm):.3g}); "
                     f"the last good checkpoint is kept at {resume_path}. Lower train.lr or train.grad_clip."
                 )
         if step % cfg.log_every == 0 or last:
-            rate = window_n / max(time.time() - window_t, 1e-9)
-            window_t, window_n = time.time(), 0
-            metrics = {"loss": float(loss.detach()), **{f"loss_{k}": float(v) for k, v in parts.items()}}
-            metrics.update(lr=opt.param_groups[0]["lr"], grad_norm=float(gnorm), patches_per_s=rate)
+            window_s = max(time.time() - window_t, 1e-9)
+            rate, wait_share = window_n / window_s, window_wait / window_s
+            window_t, window_n, window_wait = time.time(), 0, 0.0
+            metrics = {"loss": float(loss), **{f"loss_{k}": float(v) for k, v in parts.items()}}
+            metrics.update(lr=opt.param_groups[0]["lr"], grad_norm=float(gnorm), patches_per_s=rate,
+                           data_wait_share=wait_share)  # fmt: skip
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", pps=f"{rate:.0f}")
             if main and log:
                 log(metrics, step)
