@@ -22,7 +22,7 @@ bench)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python gpu_data/before/bench_models_before.py --json .gpu_state/bench_before.json
   python -m benchmarks.bench_models --archs qacnet --train-batch 64,32 --compile none,reduce-overhead,default \
-    --budget-s 150 --json .gpu_state/bench_qacnet.json
+    --budget-s 120 --json .gpu_state/bench_qacnet.json
   python -m benchmarks.bench_models --archs dncnn,fbcnn --train-batch 32 --compile none --json .gpu_state/bench_others.json
   python -m benchmarks.bench_loader gpu_data/extra --workers 7,14 --seconds 4 --json .gpu_state/loader.json
   cp .gpu_state/*.json "$OUT"/
