@@ -123,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", default="none", help=f"comma-separated modes among {', '.join(COMPILE_MODES)}")
     ap.add_argument("--no-infer", action="store_true", help="training throughput only")
-    ap.add_argument("--budget-s", type=float, default=0.0, help="skip what is left after this many seconds (0: none)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="after the first variant, skip what is left once this many seconds have passed (0: never)",
+    )
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         params_m = count_params(build_model(arch)) / 1e6
         for mode in modes:
             for i, batch in enumerate(batches):
-                if args.budget_s and time.time() - t0 > args.budget_s:
+                if args.budget_s and rows and time.time() - t0 > args.budget_s:
                     skipped.append(f"{arch}/{mode}/b{batch}")
                     continue
                 r: dict = {"arch": arch, "compile": mode, "params_M": params_m, "batch": batch}

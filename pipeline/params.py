@@ -234,9 +234,12 @@ def parse(raw: dict[str, Any]) -> Params:
         )
     if t.compile not in COMPILE_MODES:
         raise ParamsError(f"train.compile: expected one of {', '.join(COMPILE_MODES)}, got {t.compile!r}")
-    if not 0 <= t.double_jpeg_prob + t.resize_prob + t.clean_prob <= 1:
+    for name in ("double_jpeg_prob", "resize_prob", "clean_prob", "gray_prob", "align_prob"):
+        if not 0 <= getattr(t, name) <= 1:
+            raise ParamsError(f"train.{name}: a probability must be in [0, 1], got {getattr(t, name)}")
+    if t.double_jpeg_prob + t.resize_prob + t.clean_prob > 1:
         raise ParamsError(
-            "train.double_jpeg_prob + train.resize_prob + train.clean_prob must be in [0, 1], got "
+            "train.double_jpeg_prob + train.resize_prob + train.clean_prob must be at most 1, got "
             f"{t.double_jpeg_prob} + {t.resize_prob} + {t.clean_prob}"
         )
     if t.patch_size % 8:

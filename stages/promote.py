@@ -6,7 +6,8 @@ The alias ``champion`` moves to it only when it beats the current champion on th
 metric (mean blind-mode PSNR gain over ``evaluate.primary_sets`` x ``primary_qfs``) by at least
 ``register.threshold`` dB; the old champion keeps ``previous``. Both numbers are measured on
 the same test images: a champion scored on other sets is re-scored first. When the registry
-has no champion yet, the shipped ``register.pretrained`` model becomes the first one.
+has no champion yet, the shipped ``register.pretrained`` model becomes the first one; a newer
+shipped model (new file content) goes through the same gate against the current champion.
 
 --force promotes the candidate whatever the numbers; --rollback gives ``champion`` back to
 ``previous``. The decision goes to reports/promotion.json and to MLflow. A file lock around the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import sys
 import time
@@ -70,11 +72,29 @@ def version_score(name: str, version: dict, key: str, root: Path, sets: list[str
     return value
 
 
-def bootstrap_champion(params: Params, root: Path, key: str, sets: list[str], qfs: list[int]) -> dict | None:
-    """Register the shipped pretrained model as the first champion."""
-    path = root / params.register.pretrained
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: list[int],
+                  champion: dict | None) -> dict | None:  # fmt: skip
+    """Bring the shipped ``register.pretrained`` model into the registry through the same gate
+    as a trained one; returns the champion afterwards.
+
+    Each shipped file (by content hash) is registered once. In an empty registry it becomes the
+    first champion; when a newer shipped model arrives (a git pull), it takes the champion alias
+    only if it beats the current champion by ``register.threshold`` on the same test images.
+    """
+    name, path = params.register.model_name, root / params.register.pretrained
     if not path.is_file():
-        return None
+        return champion
+    digest = file_sha256(path)
+    if any(v["tags"].get("pretrained_sha256") == digest for v in tracking.registered_versions(name)):
+        return champion
     _, meta = load_checkpoint(path)
     value = score(path, root, sets, qfs)
     with tracking.start_run("register_pretrained", params.tracking.experiment) as run:
@@ -83,10 +103,24 @@ def bootstrap_champion(params: Params, root: Path, key: str, sets: list[str], qf
             {"source": str(params.register.pretrained), "steps": meta.get("steps"), "gpu": meta.get("gpu")}
         )
         tracking.log_metrics({"primary_psnr_gain": value})
-    tags = {"source": str(params.register.pretrained), key: value, "primary_key": key, "primary_value": value}
-    version = tracking.register_version(params.register.model_name, run.info.run_id, tags, aliases=("champion",))
-    print(f"registered the shipped pretrained model as version {version}, alias champion ({value:+.3f} dB)")
-    return tracking.alias_version(params.register.model_name, "champion")
+    tags = {"source": str(params.register.pretrained), "pretrained_sha256": digest, key: value, "primary_key": key,
+            "primary_value": value}  # fmt: skip
+    version = tracking.register_version(name, run.info.run_id, tags)
+    if champion is None:
+        tracking.set_alias(name, "champion", version)
+        print(f"registered the shipped pretrained model as version {version}, alias champion ({value:+.3f} dB)")
+    else:
+        champ_value = version_score(name, champion, key, root, sets, qfs)
+        verdict = "not promoted"
+        if value - champ_value >= params.register.threshold:
+            tracking.set_alias(name, "previous", champion["version"])
+            tracking.set_alias(name, "champion", version)
+            verdict = "promoted to champion"
+        print(
+            f"registered the shipped pretrained model ({path.name}, new content) as version {version}: "
+            f"{value:+.3f} dB vs champion v{champion['version']} {champ_value:+.3f} dB: {verdict}"
+        )
+    return tracking.alias_version(name, "champion")
 
 
 def register(params: Params, root: Path, force: bool = False) -> dict:
@@ -107,7 +141,7 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
         for q, r in by_qf.items():
             tags[f"gain_blind.{s}.qf{q}"] = round(r["blind"]["gain"], 4)
     with registry_lock():
-        champion = tracking.alias_version(name, "champion") or bootstrap_champion(params, root, key, sets, qfs)
+        champion = adopt_shipped(params, root, key, sets, qfs, tracking.alias_version(name, "champion"))
         version = tracking.register_version(name, run_id, tags, aliases=("candidate",))
         champ_value = version_score(name, champion, key, root, sets, qfs) if champion else None
         margin = None if champ_value is None else value - champ_value

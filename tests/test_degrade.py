@@ -12,6 +12,7 @@ from conftest import smooth_image
 
 from pipeline import degrade, images
 from pipeline.degrade import Degradation, StreamSampler, TrainPairs, make_pair
+from pipeline.metrics import psnr
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,71 @@ def test_validation_pairs_crop_multiples_of_8() -> None:
         np.testing.assert_array_equal(lq, images.jpeg_roundtrip(gt, q))
     # The centre crop starts on the 8x8 grid: y = (300 - 256) // 2 // 8 * 8 = 16, x = 7 // 8 * 8 = 0.
     np.testing.assert_array_equal(pairs[2][1], imgs[1][16:272, 0:256])
+
+
+def test_clean_patches_are_untouched_with_label_100(src: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        lq, gt, qf = make_pair(src, 48, Degradation(clean_prob=1.0), rng)
+        np.testing.assert_array_equal(lq, gt)
+        assert qf == degrade.CLEAN_LABEL == 100
+
+
+def test_resized_patches_shrink_a_larger_jpeg(src: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resized case compresses a region larger than the patch, then shrinks JPEG and ground
+    truth alike: the label is that JPEG's quality and the pair stays aligned (high PSNR)."""
+    sizes: list[tuple[int, int]] = []
+    real = degrade.jpeg_roundtrip
+
+    def spy(rgb: np.ndarray, qf: int, gray: bool = False) -> np.ndarray:
+        sizes.append(rgb.shape[:2])
+        return real(rgb, qf, gray)
+
+    monkeypatch.setattr(degrade, "jpeg_roundtrip", spy)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        sizes.clear()
+        lq, gt, qf = make_pair(src, 48, Degradation(qf_min=30, qf_max=40, resize_prob=1.0), rng)
+        assert lq.shape == gt.shape == (48, 48, 3) and 30 <= qf <= 40
+        assert len(sizes) == 1 and sizes[0][0] > 48 + 16  # compressed before shrinking
+        assert 20 < psnr(gt, lq) < 60
+
+
+def test_case_shares_follow_the_probabilities(src: np.ndarray) -> None:
+    deg = Degradation(double_jpeg_prob=0.3, resize_prob=0.1, clean_prob=0.2)
+    rng = np.random.default_rng(11)
+    pairs = [make_pair(src, 32, deg, rng) for _ in range(300)]
+    clean = sum(np.array_equal(lq, gt) for lq, gt, _ in pairs) / len(pairs)
+    assert 0.13 < clean < 0.27
+    assert sum(q == 100 for *_, q in pairs) / len(pairs) == pytest.approx(clean)
+
+
+def test_double_jpeg_is_mostly_a_resave_at_higher_quality(src: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    qualities: list[int] = []
+    real = degrade.jpeg_roundtrip
+
+    def spy(rgb: np.ndarray, qf: int, gray: bool = False) -> np.ndarray:
+        qualities.append(qf)
+        return real(rgb, qf, gray)
+
+    monkeypatch.setattr(degrade, "jpeg_roundtrip", spy)
+    rng = np.random.default_rng(2)
+    resaves = 0
+    for _ in range(60):
+        qualities.clear()
+        make_pair(src, 32, Degradation(qf_min=5, qf_max=95, double_jpeg_prob=1.0), rng)
+        resaves += qualities[1] >= qualities[0]
+    assert resaves / 60 > degrade.RESAVE_SHARE - 0.15
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"double_jpeg_prob": 0.6, "resize_prob": 0.3, "clean_prob": 0.2}, "at most 1"),
+        ({"clean_prob": -0.1}, "clean_prob"),
+        ({"align_prob": 1.5}, "align_prob"),
+    ],
+)
+def test_bad_probabilities_are_named(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Degradation(**kwargs)

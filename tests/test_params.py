@@ -79,6 +79,11 @@ def test_files_have_the_same_keys() -> None:
         ("train.batch_size", 6, "train.batch_size"),
         ("train.patch_size", 60, "train.patch_size"),
         ("data.qfs", [10, 101], "data.qfs"),
+        ("train.compile", "fastest", "train.compile"),
+        ("train.compile", True, "train.compile"),
+        ("train.clean_prob", 0.9, "train.clean_prob"),
+        ("train.resize_prob", -0.1, "train.resize_prob"),
+        ("train.align_prob", 1.2, "train.align_prob"),
     ],
 )
 def test_error_names_the_key(raw: dict, key: str, value: Any, named: str) -> None:

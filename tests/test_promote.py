@@ -212,3 +212,27 @@ def test_pretrained_with_another_file_name(root, tmp_path, preset, image_factory
     stage.register(load(other), other)
     path = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
     assert path.read_bytes() == (tmp_path / "shipped.pt").read_bytes()
+
+
+def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
+    """A git pull brings a new shipped model: registered once, champion only if it is better."""
+    write_candidate(root, -30.0, seed=1)
+    stage.register(load(root), root)  # v1 the noisy shipped model (champion), v2 the candidate
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
+
+    save_model(tmp_path / "pretrained" / "model.pt", seed=101, noise=0.2)  # a newer, even worse file
+    write_candidate(root, -30.0, seed=2)
+    stage.register(load(root), root)  # v3 the new shipped model (not promoted), v4 the candidate
+    versions = {v["version"]: v for v in tracking.registered_versions("jpeg-restoration")}
+    assert versions["3"]["tags"]["pretrained_sha256"] != versions["1"]["tags"]["pretrained_sha256"]
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "4"}
+
+    save_model(tmp_path / "pretrained" / "model.pt", seed=102)  # untrained tiny QACNet: the identity, 0 dB
+    write_candidate(root, -30.0, seed=3)
+    stage.register(load(root), root)  # v5 the better shipped model: champion through the gate
+    assert aliases() == {"champion": "5", "previous": "1", "candidate": "6"}
+    assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(0.0, abs=0.05)
+
+    write_candidate(root, -30.0, seed=4)
+    stage.register(load(root), root)  # the same shipped file again: not registered twice
+    assert len(tracking.registered_versions("jpeg-restoration")) == 7

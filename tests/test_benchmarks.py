@@ -1,0 +1,42 @@
+"""The benchmark scripts run on the CPU and write what they print (figures are never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import smooth_image
+
+from benchmarks import bench_loader, bench_models
+from pipeline import images
+
+
+def test_bench_models_rows_per_variant(tmp_path: Path, one_torch_thread: None) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--device", "cpu", "--archs", "qacnet,dncnn", "--train-batch", "2,4", "--patch", "32",
+            "--size", "64x48", "--repeats", "1", "--json", str(out)]  # fmt: skip
+    assert bench_models.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["arch"], r["batch"]) for r in rows] == [("qacnet", 2), ("qacnet", 4), ("dncnn", 2), ("dncnn", 4)]
+    for r in rows:
+        assert r["compile"] == "none" and r["train_patches_per_s"] > 0 and "error" not in r
+    assert [("infer_ms" in r) for r in rows] == [True, False, True, False]  # inference once per mode
+
+
+def test_bench_models_budget_skips_the_rest(tmp_path: Path, one_torch_thread: None) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--device", "cpu", "--archs", "dncnn,qacnet", "--train-batch", "2", "--patch", "32", "--size", "32x32",
+            "--repeats", "1", "--budget-s", "0.001", "--json", str(out)]  # fmt: skip
+    assert bench_models.main(args) == 0
+    got = json.loads(out.read_text())
+    assert [r["arch"] for r in got["rows"]] == ["dncnn"] and got["skipped"] == ["qacnet/none/b2"]
+
+
+def test_bench_loader_counts_patches(tmp_path: Path, capsys) -> None:
+    for i in range(3):
+        images.write_png(tmp_path / "imgs" / f"{i}.png", smooth_image(160, 170, seed=i))
+    out = tmp_path / "loader.json"
+    assert bench_loader.main([str(tmp_path / "imgs"), "--workers", "0", "--seconds", "0.5", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["images"] == 3 and got["rows"][0]["patches_per_s"] > 0
+    assert "workers   0:" in capsys.readouterr().out
