@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from pipeline import images, inference, metrics
+from pipeline import images, inference, metrics, photo
 from pipeline.restore import encode_output
 
 TYPES = [s.lstrip(".") for s in images.IMAGE_SUFFIXES]
@@ -42,21 +42,28 @@ except images.ImageError as e:
     st.error(f"Cannot use this file: {e}")
     st.stop()
 
-# ---- QF: the file's, the estimator's, and the one the user restores with --------------------
-estimate = common.memo("estimate", (model_key, digest), lambda: inference.estimate_qf(model, decoded.rgb))
+# ---- QF and grid: decided as `restore` does (pipeline/photo.py); the slider overrides -------
+decision = common.memo(
+    "decision", (model_key, digest), lambda: photo.decide(model, decoded.rgb, decoded.header)
+)  # fmt: skip
 c1, c2, c3 = st.columns(3)
 if decoded.qf is None:
     c1.metric("QF in the file", "none", help="Not a JPEG (or no quantization tables).")
 else:
     c1.metric("QF in the file", decoded.qf, help="Read from the JPEG's quantization tables.")
     c1.caption("exact: standard IJG tables" if decoded.qf_exact else "approximate: non-standard tables")
-c2.metric("Estimator's guess", "n/a" if estimate is None else f"{estimate:.0f}")
-default_qf = decoded.qf or (round(estimate) if estimate is not None else 50)
+c2.metric("Decided", "unchanged" if decision.unchanged else f"QF {decision.qf:.0f}", help=decision.message)
+c2.caption(decision.message.replace("use --q to force", "tick 'Restore it anyway' to force"))
+default_qf = 95 if decision.unchanged else int(round(decision.qf))
 qf = c3.slider(
-    "Restore as QF", 1, 100, int(default_qf), key=f"qf_{digest}",
-    help="Lower removes more artifacts, higher keeps more detail.",
+    "Restore as QF", 1, 100, default_qf, key=f"qf_{digest}",
+    help="Lower removes more artifacts, higher keeps more detail. Moving it overrides the decision.",
 )  # fmt: skip
+force = decision.unchanged and st.checkbox("Restore it anyway", help="This photo shows no JPEG compression.")
+if decision.unchanged and not force:
+    st.info("No JPEG compression found in this photo: it is left unchanged. Tick 'Restore it anyway' to force.")
 tta = st.checkbox("Average 8 flips/rotations (TTA: 8x slower, slightly better)")
+chosen = decision if qf == default_qf and not force else photo.decide(model, decoded.rgb, decoded.header, qf)
 
 
 def run() -> tuple:
@@ -65,20 +72,23 @@ def run() -> tuple:
     def step(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Restoring: tile {done} of {total}")
 
-    pred = inference.restore_float(model, decoded.rgb, qf, p.evaluate.tile, p.evaluate.overlap, tta, progress=step)
+    pred = photo.restore_decided(model, decoded.rgb, chosen, p.evaluate.tile, p.evaluate.overlap, tta,
+                                 p.evaluate.projection, step)  # fmt: skip
     bar.empty()
     restored = inference.to_uint8(pred)
     return restored, encode_output(pred, decoded)  # encode_output overwrites pred: last
 
 
-restored, png = common.memo("restored", (model_key, digest, qf, tta), run)
+restored, png = common.memo("restored", (model_key, digest, chosen.qf, chosen.offset, tta), run)
 before, after = common.preview(decoded.rgb), common.preview(restored)
 
 st.subheader("Before and after")
 left, right = st.columns(2)
 h, w = decoded.rgb.shape[:2]
 left.image(before, caption=f"Input: {filename} ({w}x{h})", output_format="PNG")
-right.image(after, caption=f"Restored (QF {qf})", output_format="PNG")
+right.image(
+    after, caption="Left unchanged" if chosen.unchanged else f"Restored (QF {chosen.qf:.0f})", output_format="PNG"
+)
 st.download_button("Download the restored PNG", png, f"{Path(filename).stem}_restored.png", "image/png")
 
 if original is not None:

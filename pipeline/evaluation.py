@@ -17,7 +17,9 @@ from torch import nn
 
 from pipeline import images, metrics
 from pipeline.datasets import EvalPair
-from pipeline.inference import estimate_qf, estimate_qf_net, restore
+from pipeline.inference import estimate_qf_net, restore_float, to_uint8
+from pipeline.jpeg import Header
+from pipeline.photo import decide, restore_decided
 
 Mode = Literal["header", "blind", "blind_net"]
 KEYS = ("psnr", "ssim", "psnrb", "psnr_y", "ssim_y", "psnrb_y")
@@ -29,6 +31,7 @@ class Loaded:
     lq: np.ndarray
     gt: np.ndarray
     qf_header: int | None
+    header: Header | None = None
 
 
 def load_pair(pair: EvalPair) -> Loaded:
@@ -39,7 +42,7 @@ def load_pair(pair: EvalPair) -> Loaded:
         raise images.ImageError(
             f"size mismatch: {pair.lq} is {dec.rgb.shape[1]}x{dec.rgb.shape[0]} but {pair.gt} is {gt.shape[1]}x{gt.shape[0]}"
         )
-    return Loaded(pair.name, dec.rgb, gt, dec.qf)
+    return Loaded(pair.name, dec.rgb, gt, dec.qf, dec.header)
 
 
 def score_all(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -57,25 +60,30 @@ def evaluate_pairs(
     tile: int = 0,
     overlap: int = 64,
     on_restored: Callable[[Loaded, str, np.ndarray], None] | None = None,
+    projection: str = "auto",
 ) -> list[dict]:
     """One row per image and mode ("jpeg" for the input itself, plus each of ``modes`` when a
-    model is given). header mode conditions on the file's QF (estimate if it has none),
-    blind mode on the blind estimate (pixel lattice, else the learned head), blind_net on the
-    learned head alone; ``q`` overrides them all."""
+    model is given). Modes decide the QF and grid as ``pipeline.photo.decide`` does: header
+    with the file's header, blind from the pixels alone (as for a re-saved PNG); blind_net
+    conditions on the learned estimator alone, on the image as it is. ``q`` overrides them all."""
     rows = []
     for pair in pairs:
         item = load_pair(pair)
-        qf_est = estimate_qf(model, item.lq) if model is not None else None
+        blind = decide(model, item.lq, None, q) if model is not None else None
         qf_net = estimate_qf_net(model, item.lq) if model is not None else None
-        base = {"image": item.name, "qf_header": item.qf_header, "qf_est": qf_est, "qf_net": qf_net}
+        base = {"image": item.name, "qf_header": item.qf_header, "qf_est": blind and blind.qf, "qf_net": qf_net}
         rows.append({**base, "mode": "jpeg", "qf_used": None, "seconds": 0.0, **score_all(item.gt, item.lq)})
         if model is None:
             continue
         for mode in modes:
-            auto = {"header": item.qf_header or qf_est, "blind": qf_est, "blind_net": qf_net}[mode]
-            qf = q if q is not None else auto
             t = time.perf_counter()
-            pred = restore(model, item.lq, qf=qf, tile=tile, overlap=overlap, tta=tta)
+            if mode == "blind_net":
+                qf = q if q is not None else qf_net
+                pred = to_uint8(restore_float(model, item.lq, qf, tile, overlap, tta))
+            else:
+                d = blind if mode == "blind" else decide(model, item.lq, item.header, q)
+                qf = d.qf
+                pred = to_uint8(restore_decided(model, item.lq, d, tile, overlap, tta, projection))
             seconds = time.perf_counter() - t
             rows.append({**base, "mode": mode, "qf_used": qf, "seconds": seconds, **score_all(item.gt, pred)})
             if on_restored:

@@ -17,27 +17,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.jpeg import Header, read_header
+
 # OpenCV's own thread pool deadlocks in processes forked after it started (DataLoader workers,
 # process pools). Our images are small or processed one per worker: run OpenCV single-threaded.
 cv2.setNumThreads(1)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_PIXELS = 50_000_000  # decompression-bomb guard: 50 MP
-
-# IJG (libjpeg) base tables, natural (row-major) order, Annex K of the JPEG standard.
-_IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
-    dtype=np.int64,
-)  # fmt: skip
-_IJG_CHROMA = np.array(
-    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
-     24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99]
-    + [99] * 32,
-    dtype=np.int64,
-)  # fmt: skip
 
 
 class ImageError(ValueError):
@@ -49,8 +36,9 @@ class Decoded:
     """A decoded user image.
 
     rgb: (H, W, 3) uint8. alpha: (H, W) uint8 or None. bits: 8 or 16 (source depth).
-    qf: JPEG quality read from the quantization tables (None when not a JPEG or not IJG).
-    qf_exact: True when the tables are exactly IJG tables at ``qf`` (single compression).
+    qf: JPEG quality read from the quantization tables (None when not a JPEG).
+    qf_exact: True when the tables are exactly IJG tables at ``qf``.
+    header: the JPEG header's tables and chroma subsampling (None when not a JPEG).
     """
 
     rgb: np.ndarray
@@ -59,6 +47,7 @@ class Decoded:
     qf: int | None
     qf_exact: bool
     gray: bool
+    header: Header | None = None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -128,8 +117,9 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     rgb = _apply_orientation(rgb, orientation)
     alpha = _apply_orientation(alpha, orientation) if alpha is not None else None
     is_gray = bool(np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]))
-    qf, exact = jpeg_quality(data) if data[:2] == b"\xff\xd8" else (None, False)
-    return Decoded(np.ascontiguousarray(rgb), alpha, bits, qf, exact, is_gray)
+    header = read_header(data)
+    qf, exact = (None, False) if header is None else (header.qf, header.exact)
+    return Decoded(np.ascontiguousarray(rgb), alpha, bits, qf, exact, is_gray, header)
 
 
 def _check_pixel_count(data: bytes, name: str, max_pixels: int) -> None:
@@ -214,13 +204,23 @@ def _check_rgb(rgb: np.ndarray, allow16: bool = False) -> None:
         raise ImageError(f"expected an RGB uint8 (H, W, 3) array, got {rgb.dtype} {rgb.shape}")
 
 
-def encode_jpeg(rgb: np.ndarray, qf: int, gray: bool = False) -> bytes:
-    """JPEG bytes as the protocol makes them (OpenCV, 4:2:0). ``gray`` writes 1-channel JPEG."""
+_SAMPLING = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+             "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}  # fmt: skip
+
+
+def encode_jpeg(rgb: np.ndarray, qf: int, gray: bool = False, subsampling: str = "4:2:0") -> bytes:
+    """JPEG bytes as the protocol makes them (OpenCV, 4:2:0 unless ``subsampling`` says
+    otherwise). ``gray`` writes a 1-channel JPEG."""
     _check_rgb(rgb)
     if not 1 <= qf <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {qf}")
+    if subsampling not in _SAMPLING:
+        raise ValueError(f"chroma subsampling must be one of {', '.join(_SAMPLING)}, got {subsampling!r}")
     src = rgb[:, :, 0] if gray else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, int(qf)])
+    flags = [cv2.IMWRITE_JPEG_QUALITY, int(qf)]
+    if subsampling != "4:2:0":
+        flags += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, _SAMPLING[subsampling]]
+    ok, buf = cv2.imencode(".jpg", src, flags)
     if not ok:
         raise ImageError("JPEG encoding failed")
     return buf.tobytes()
@@ -239,84 +239,6 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 def jpeg_roundtrip(rgb: np.ndarray, qf: int, gray: bool = False) -> np.ndarray:
     """Compress and decompress: the degraded ``lq`` for a ground truth ``rgb``."""
     return decode_jpeg(encode_jpeg(rgb, qf, gray))
-
-
-def ijg_tables(qf: int) -> tuple[np.ndarray, np.ndarray]:
-    """IJG luma and chroma quantization tables (natural order) for quality ``qf`` (1..100)."""
-    scale = 5000 // qf if qf < 50 else 200 - 2 * qf
-    return tuple(np.clip((t * scale + 50) // 100, 1, 255) for t in (_IJG_LUMA, _IJG_CHROMA))
-
-
-_TABLES = {q: ijg_tables(q) for q in range(1, 101)}
-
-
-def qf_from_tables(luma: np.ndarray, chroma: np.ndarray | None = None) -> tuple[int, bool]:
-    """The IJG quality whose tables are closest to the given ones, and whether they match exactly."""
-    luma = np.asarray(luma, dtype=np.int64).ravel()
-    best, best_err = 50, None
-    for q, (lt, ct) in _TABLES.items():
-        err = np.abs(lt - luma).sum()
-        if chroma is not None:
-            err += np.abs(ct - np.asarray(chroma, np.int64).ravel()).sum()
-        if best_err is None or err < best_err:
-            best, best_err = q, err
-    return best, best_err == 0
-
-
-_DCT8 = np.array(
-    [[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16) for x in range(8)] for u in range(8)]
-)
-_LUMA_BY_QF = np.stack([_TABLES[q][0] for q in range(1, 101)]).astype(np.float64)  # (100, 64)
-
-
-def qf_from_pixels(rgb: np.ndarray, max_blocks: int = 1024, tol: float = 0.75) -> tuple[int | None, float]:
-    """Recover the IJG quality of a decoded JPEG from its pixels alone (a re-saved PNG, say).
-
-    Decoding leaves each 8x8 block's luma DCT coefficients on multiples of the quantization
-    step, blurred only by rounding (about 0.3). For every QF the score is, per frequency with a
-    step of 3 or more, the share of clearly non-zero coefficients within ``tol`` of a multiple,
-    corrected for the share that lands there by chance (2 tol / step), averaged. Returns the
-    best QF and its score (about 0.1 to 0.8 for an aligned single JPEG, about 0 for anything
-    else: an uncompressed image, a shifted grid): the caller decides what score to trust.
-    """
-    x = rgb.astype(np.float64)
-    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] - 128.0  # JPEG's own luma
-    h, w = y.shape[0] // 8 * 8, y.shape[1] // 8 * 8
-    if h == 0 or w == 0:
-        return None, 0.0
-    blocks = y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
-    if len(blocks) > max_blocks:
-        blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
-    coef = (_DCT8 @ blocks @ _DCT8.T).reshape(len(blocks), 64)
-    per_freq = [coef[np.abs(coef[:, f]) > 1.0, f] for f in range(64)]
-    scores = np.full(100, -1.0)
-    for i, table in enumerate(_LUMA_BY_QF):
-        fits, weights = [], []
-        for f, c in enumerate(per_freq):
-            step = table[f]
-            if step < 3 or len(c) < 8:
-                continue
-            fit = (np.abs(c - step * np.round(c / step)) < tol).mean()
-            chance = 2 * tol / step
-            fits.append((fit - chance) / (1 - chance))
-            weights.append(len(c))
-        if weights:
-            scores[i] = np.average(fits, weights=weights)
-    best = int(np.argmax(scores))
-    return (best + 1, float(scores[best])) if scores[best] > -1 else (None, 0.0)
-
-
-def jpeg_quality(data: bytes) -> tuple[int | None, bool]:
-    """QF of JPEG bytes from their quantization tables: (qf, exact), or (None, False)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            tables = getattr(im, "quantization", None) or {}
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None, False
-    if 0 not in tables:
-        return None, False
-    # Pillow gives the tables in natural (row-major) order.
-    return qf_from_tables(np.array(tables[0]), np.array(tables[1]) if 1 in tables else None)
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:

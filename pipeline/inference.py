@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import images
 from pipeline.degrade import augment
 
 ProgressFn = Callable[[int, int], None]
@@ -27,18 +26,6 @@ def _device(model: nn.Module) -> torch.device:
 def _to_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
     return t.to(device).contiguous(memory_format=torch.channels_last)
-
-
-PIXEL_QF_MIN_SCORE = 0.05  # aligned single JPEGs score >= 0.1, anything else about 0
-
-
-def estimate_qf(model: nn.Module, image: np.ndarray) -> float | None:
-    """Blind QF for a decoded image: read off its quantization lattice when the pixels still
-    carry one (a JPEG re-saved losslessly, grid aligned), else the model's learned estimator."""
-    qf, score = images.qf_from_pixels(image)
-    if qf is not None and score >= PIXEL_QF_MIN_SCORE:
-        return float(qf)
-    return estimate_qf_net(model, image)
 
 
 @torch.inference_mode()
@@ -119,7 +106,8 @@ def restore_float(model: nn.Module, image: np.ndarray, qf: float | None = None, 
                   tta: bool = False, amp: bool = True, progress: ProgressFn | None = None) -> np.ndarray:  # fmt: skip
     """Restore RGB uint8 ``image``; returns float32 (H, W, 3) in [0, 1].
 
-    qf: the JPEG quality to condition on (the header's or the user's); None = the estimator's.
+    qf: the JPEG quality to condition on; None = the model's learned estimate (the grid and the
+    QF of a user's photo are decided by ``pipeline.photo.restore_photo``, which calls this).
     tile: process in tiles of this size (multiple of 8) with ``overlap`` px blended; 0 = whole.
     tta: average the 8 flips/rotations (the image is padded to a multiple of 8 first so every
     view keeps the 8x8 grid aligned).
@@ -128,7 +116,7 @@ def restore_float(model: nn.Module, image: np.ndarray, qf: float | None = None, 
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     model.eval()
     if qf is None:
-        qf = estimate_qf(model, image)
+        qf = estimate_qf_net(model, image)
     if not tta:
         return _restore_once(model, image, qf, tile, overlap, amp, progress)
     h, w = image.shape[:2]

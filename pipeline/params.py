@@ -103,6 +103,9 @@ class EvaluateParams:
     device: str
     primary_sets: tuple[str, ...]
     primary_qfs: tuple[int, ...]
+    projection: str
+    real_world_sets: tuple[str, ...]
+    real_world_qfs: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -242,11 +245,20 @@ def parse(raw: dict[str, Any]) -> Params:
             "train.double_jpeg_prob + train.resize_prob + train.clean_prob must be at most 1, got "
             f"{t.double_jpeg_prob} + {t.resize_prob} + {t.clean_prob}"
         )
+    ev = params.evaluate
+    if ev.projection not in ("auto", "on", "off"):
+        raise ParamsError(f"evaluate.projection: expected one of auto, on, off, got {ev.projection!r}")
+    unknown = sorted(set(ev.real_world_sets) - set(params.data.test_sets))
+    if unknown:
+        raise ParamsError(
+            f"evaluate.real_world_sets: {', '.join(unknown)} not in data.test_sets {list(params.data.test_sets)}"
+        )
     if t.patch_size % 8:
         raise ParamsError(f"train.patch_size must be a multiple of 8, got {t.patch_size}")
-    for q in params.data.qfs:
-        if not 1 <= q <= 100:
-            raise ParamsError(f"data.qfs: quality {q} is outside 1..100")
+    for key, qfs in (("data.qfs", params.data.qfs), ("evaluate.real_world_qfs", ev.real_world_qfs)):
+        for q in qfs:
+            if not 1 <= q <= 100:
+                raise ParamsError(f"{key}: quality {q} is outside 1..100")
     return params
 
 

@@ -68,9 +68,12 @@ def set_table(set_name: str, by_qf: dict[str, Any], published: dict[str, Any], n
     return ("table", head, rows)
 
 
-def negative_gains(results: dict[str, Any]) -> list[str]:
-    """Every set/QF/mode where the model made the images worse than the JPEG input."""
-    found = []
+def negative_gains(results: dict[str, Any], real_world: dict[str, Any] | None = None) -> list[str]:
+    """Every set/QF/mode (and real-world case) where the model made the images worse than its input."""
+    found = [
+        f"{s} real world, {r['title']}, QF {r['qf']}: {r['gain']:+.3f} dB"
+        for s, rw in (real_world or {}).items() for r in rw["cases"] if r["gain"] < 0
+    ]  # fmt: skip
     for set_name, by_qf in results.items():
         for qf in sorted(by_qf, key=int):
             for mode in MODES:
@@ -78,6 +81,47 @@ def negative_gains(results: dict[str, Any]) -> list[str]:
                 if gain is not None and gain < 0:
                     found.append(f"{set_name} QF{qf} {mode}: {gain:+.3f} dB")
     return found
+
+
+def real_world_table(cases: list[dict[str, Any]]) -> Block:
+    """One row per real-world case and QF: PSNR in and out, gain, the QF chosen vs the truth."""
+    head = [
+        "case",
+        "QF",
+        "n",
+        "PSNR in",
+        "PSNR out",
+        "gain (dB)",
+        "QF used (mean)",
+        "QF error",
+        "unchanged",
+        "decided by",
+    ]
+    rows = []
+    for r in cases:
+        sources = ", ".join(f"{k} {v}" for k, v in r["sources"].items())
+        rows.append([r["title"], r["qf"] if r["qf"] is not None else "-", r["n"], fmt(r["psnr_in"]), fmt(r["psnr_out"]),
+                     fmt(r["gain"], 3, True), fmt(r["qf_used_mean"], 0), fmt(r["qf_abs_error"], 1),
+                     f"{r['unchanged']:.0%}", sources])  # fmt: skip
+    return ("table", head, rows)
+
+
+def real_world_plot(set_name: str, cases: list[dict[str, Any]]) -> bytes | None:
+    """PNG: gain vs QF, one line per case made at several QFs (None when there are none)."""
+    series = {}
+    for r in cases:
+        if r["qf"] is not None:
+            series.setdefault(r["title"], []).append({"qf": r["qf"], "gain": r["gain"]})
+    series = {k: v for k, v in series.items() if len(v) > 1}
+    if not series:
+        return None
+    fig, (ax,) = _figure(1)
+    for title, pts in series.items():
+        _draw(ax, (f"{set_name}: photos as users have them", "JPEG quality factor", "PSNR gain (dB)"), pts, "qf",
+              {title: "gain"})  # fmt: skip
+    ax.axhline(0, color="k", lw=0.8)
+    ax.legend(fontsize=7)
+    return _png(fig)
 
 
 def qf_mae_table(results: dict[str, Any]) -> Block:

@@ -1,11 +1,14 @@
 """Restore JPEG photos from the command line: files or folders in, PNGs out.
 
     python -m pipeline.restore INPUT... -o OUTDIR [--model-uri URI | --ckpt FILE] [--q QF]
-        [--tile N] [--overlap N] [--tta] [--device cpu|cuda] [--overwrite] [-v]
+        [--tile N] [--overlap N] [--tta] [--projection auto|on|off] [--device cpu|cuda] [--overwrite] [-v]
 
 The model is the registry's ``models:/<register.model_name>@champion`` unless ``--model-uri`` or
 ``--ckpt`` says otherwise, falling back to ``register.pretrained`` when there is no champion.
-Per file the QF is the user's (``--q``), else the JPEG header's, else the model's estimate.
+Per file the QF and the 8x8 grid are decided as ``pipeline.photo`` describes: the user's
+(``--q``), else the header's tables, unless the pixels show an earlier, stronger compression
+on a shifted grid, else the pixels' quantization lattice, else the model's estimate; a photo
+with no JPEG traces is written unchanged. ``-v`` prints the decision and why.
 Exit status: 0 all restored (or skipped), 1 some file failed, 2 usage error.
 """
 
@@ -27,7 +30,7 @@ from pipeline import images
 from pipeline import params as params_mod
 from pipeline.checkpoint import CheckpointError, load_checkpoint
 from pipeline.images import Decoded, ImageError
-from pipeline.inference import estimate_qf, restore_float
+from pipeline.photo import PROJECTIONS, restore_photo
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,21 +104,14 @@ def encode_output(pred: np.ndarray, decoded: Decoded) -> bytes:
     return images.encode_png(_quantize(pred, bits), alpha)
 
 
-def _choose_qf(model: nn.Module, decoded: Decoded, qf: int | None) -> tuple[float | None, str]:
-    if qf is not None:
-        return float(qf), "user"
-    if decoded.qf is not None:
-        return float(decoded.qf), "header" if decoded.qf_exact else "header, approximate"
-    return estimate_qf(model, decoded.rgb), "estimated"
-
-
 def restore_paths(model: nn.Module, inputs: Sequence[Path], outdir: Path, *, qf: int | None = None, tile: int = 0,
-                  overlap: int = 64, tta: bool = False, overwrite: bool = False,
+                  overlap: int = 64, tta: bool = False, projection: str = "auto", overwrite: bool = False,
                   verbose: bool = False) -> Summary:  # fmt: skip
     """Restore every image in ``inputs`` (files or folders) into ``outdir/<stem>.png``.
 
     Problems are reported on stderr naming the file, and never stop the batch; ``verbose``
-    prints one line per restored file (size, QF and its source, seconds) on stdout.
+    prints one line per restored file (size, the QF/grid decision and why, seconds) on stdout.
+    A photo left unchanged (no JPEG traces) is always reported.
     """
     start = time.perf_counter()
     outdir = Path(outdir)
@@ -128,19 +124,19 @@ def restore_paths(model: nn.Module, inputs: Sequence[Path], outdir: Path, *, qf:
     bar = tqdm(files, unit="file", disable=None, file=sys.stderr)
     for src in bar:
         out = outdir / f"{src.stem}.png"
-        result = _restore_one(model, src, out, claimed, sources, qf, tile, overlap, tta, overwrite, bar)
+        result = _restore_one(model, src, out, claimed, sources, qf, tile, overlap, tta, projection, overwrite, bar)
         summary.results.append(result)
         if result.status != "restored":
             tqdm.write(f"{src}: {result.status}, {result.message}", file=sys.stderr)
-        elif verbose:
-            qf_text = "none" if result.qf is None else f"{result.qf:.0f}"
-            tqdm.write(f"{src.name}: {result.message}, QF {qf_text} ({result.qf_source}), {result.seconds:.2f} s")
+        elif verbose or result.qf is None:
+            tqdm.write(f"{src.name}: {result.message}, {result.seconds:.2f} s")
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _restore_one(model: nn.Module, src: Path, out: Path, claimed: dict[Path, Path], sources: set[Path],
-                 qf: int | None, tile: int, overlap: int, tta: bool, overwrite: bool, bar: tqdm) -> FileResult:  # fmt: skip
+                 qf: int | None, tile: int, overlap: int, tta: bool, projection: str, overwrite: bool,
+                 bar: tqdm) -> FileResult:  # fmt: skip
     t0 = time.perf_counter()
     if out in claimed:  # a.jpg and a.png in one batch would both become a.png
         return FileResult(src, "failed", f"same output name {out} as {claimed[out]}")
@@ -151,17 +147,23 @@ def _restore_one(model: nn.Module, src: Path, out: Path, claimed: dict[Path, Pat
         return FileResult(src, "skipped", f"{out} exists (use --overwrite to replace it)")
     try:
         decoded = images.read_decoded(src)
-        use_qf, source = _choose_qf(model, decoded, qf)
         h, w = decoded.rgb.shape[:2]
 
         def step(done: int, total: int) -> None:
             bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=False)
 
-        pred = restore_float(model, decoded.rgb, use_qf, tile, overlap, tta, progress=step)
-        images.write_bytes(out, encode_output(pred, decoded))
+        pred, d = restore_photo(model, decoded.rgb, decoded.header, qf, tile, overlap, tta, projection, step)
+        images.write_bytes(out, decoded_bytes(decoded, src) if d.unchanged else encode_output(pred, decoded))
     except (ImageError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. out of GPU memory
         return FileResult(src, "failed", str(e).removeprefix(f"{src}: "))
-    return FileResult(src, "restored", f"{w}x{h}", out, use_qf, source, time.perf_counter() - t0)
+    return FileResult(src, "restored", f"{w}x{h}, {d.message}", out, d.qf, d.source, time.perf_counter() - t0)
+
+
+def decoded_bytes(decoded: Decoded, src: Path) -> bytes:
+    """The input's own pixels as PNG (a photo left unchanged): same depth, alpha and channels."""
+    if decoded.bits == 16 and src.suffix.lower() == ".png":
+        return src.read_bytes()  # 16-bit samples were rounded to 8 bits on decoding: keep the file's
+    return encode_output(decoded.rgb.astype(np.float32) / 255.0, decoded)
 
 
 def _load_model(args: argparse.Namespace, p: params_mod.Params, root: Path, device: str) -> nn.Module:
@@ -198,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--tile", type=int, help="tile size, a multiple of 8; 0 = whole image (default: params)")
     ap.add_argument("--overlap", type=int, help="blended overlap of tiles in pixels (default: params)")
     ap.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    ap.add_argument("--projection", choices=PROJECTIONS, help="clip the output into the JPEG's quantization cells "
+                    "(default: params evaluate.projection)")  # fmt: skip
     ap.add_argument("--device", choices=("cpu", "cuda"), help="default: params evaluate.device")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--params", type=Path, help="params file (default: ./params.yaml, else the checkout's)")
@@ -251,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = restore_paths(model, args.inputs, args.outdir, qf=args.q, tile=tile, overlap=overlap, tta=args.tta,
-                            overwrite=args.overwrite, verbose=args.verbose)  # fmt: skip
+                            projection=args.projection or p.evaluate.projection, overwrite=args.overwrite,
+                            verbose=args.verbose)  # fmt: skip
     print(summary.line())
     return summary.exit_code
 

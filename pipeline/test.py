@@ -2,11 +2,13 @@
 
     python -m pipeline.test --input data/testsets/LIVE1/color/qf_10 --gt data/testsets/LIVE1/refimgs \
         [--ckpt models/model.pt] [--output results/] [--metric rgb|y] [--tta] [--q 40] [--blind] \
-        [--tile 1024] [--json FILE]
+        [--tile 1024] [--projection auto|on|off] [--json FILE]
 
 Without --ckpt it scores the JPEG input (the baseline). With a model, the QF comes from --q,
-else each file's quantization tables (header mode), else the model's estimator; --blind
-ignores the tables (the estimator only). Prints a table per image and the mean.
+else the decision ``restore`` makes (pipeline/photo.py): the file's quantization tables (header
+mode) unless the pixels show an earlier, stronger compression; --blind ignores the header and
+decides from the pixels alone (lattice at any grid offset, else the estimator). Prints a table
+per image and the mean.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--q", type=float, help="condition the model on this QF")
     ap.add_argument("--blind", action="store_true", help="ignore the files' QF; use the estimator")
     ap.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
+    ap.add_argument(
+        "--projection",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="clip outputs into the JPEG's quantization cells (pipeline/photo.py)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, help='write {"n", "psnr", "ssim", "psnrb", "per_image": [...]}')
     args = ap.parse_args(argv)
@@ -42,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         mode = "blind" if args.blind else "header"
         rows = evaluate_pairs(
             pairs, model, (mode,), args.q, args.tta, args.tile,
-            on_restored=save_outputs(args.output) if args.output else None,
+            on_restored=save_outputs(args.output) if args.output else None, projection=args.projection,
         )  # fmt: skip
     except (ImageError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

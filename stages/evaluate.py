@@ -8,6 +8,9 @@ it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
   primary metric, and every set/QF/mode where the model made the image worse);
 - ``reports/eval/per_image.csv``; ``reports/gain_vs_qf.csv`` (DVC plot);
 - ``reports/crops/<SET>_qf<QF>_<image>.png``: JPEG | restored | ground truth at QF 10, 30, 50;
+- the real-world cases of ``evaluate.real_world_sets`` (``pipeline/realworld.py``), restored the
+  way ``restore`` does: ``metrics.json["real_world"]`` and ``reports/real_world.csv`` (per case
+  and QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
 
 and logs it all into the training run (its id is in the checkpoint's metadata).
 """
@@ -24,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import images, tracking
+from pipeline import images, realworld, tracking
 from pipeline.checkpoint import CheckpointError, load_checkpoint
 from pipeline.datasets import eval_pairs
 from pipeline.evaluation import Loaded, evaluate_pairs, qf_error, summarize
 from pipeline.params import Params, ParamsError, load
 from pipeline.train import pick_device
-from stages.make_testsets import jpeg_dir, refs_dir
+from stages.make_testsets import jpeg_dir, realworld_dir, refs_dir
 
 CROP_QFS = (10, 30, 50)
 CROP = 128
@@ -78,9 +81,8 @@ def run(params: Params, root: Path) -> dict:
         results[name] = {}
         for qf in params.data.qfs:
             pairs = eval_pairs(jpeg_dir(root, name, qf), refs_dir(root, name))
-            rows = evaluate_pairs(
-                pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap, crop_writer(crops, name, qf)
-            )
+            rows = evaluate_pairs(pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap,
+                                  crop_writer(crops, name, qf), ev.projection)  # fmt: skip
             summary = summarize(rows)
             summary["n"] = summary["jpeg"]["n"]
             summary["qf_est_mae"] = qf_error(rows, qf)
@@ -96,11 +98,15 @@ def run(params: Params, root: Path) -> dict:
         {"set": s, "qf": int(q), "mode": m, "gain": r[m]["gain"]}
         for s, by_qf in results.items() for q, r in by_qf.items() for m in ("blind", "header") if r[m]["gain"] < 0
     ]  # fmt: skip
+    real_world, rw_rows = real_world_results(params, root, model)
+    negative += [{"set": s, "qf": r["qf"], "mode": f"real world: {r['title']}", "gain": r["gain"]}
+                 for s, v in real_world.items() for r in v["cases"] if r["gain"] < 0]  # fmt: skip
     out = {
         "model": {"arch": meta["arch"], "params": meta.get("params"), "run_id": meta.get("run_id"), "steps": meta.get("steps"),
                   "checkpoint": "models/model.pt"},
         "primary": {"name": "psnr_gain", "mode": "blind", "sets": primary_sets, "qfs": primary_qfs, "value": primary},
-        "results": results, "negative_gains": negative, "tta": ev.tta,
+        "results": results, "negative_gains": negative, "tta": ev.tta, "projection": ev.projection,
+        "real_world": real_world,
     }  # fmt: skip
     reports = root / "reports"
     images.write_bytes(reports / "metrics.json", json.dumps(out, indent=1).encode())
@@ -108,6 +114,7 @@ def run(params: Params, root: Path) -> dict:
     gains = [{"set": s, "qf": int(q), "gain_blind": r["blind"]["gain"], "gain_header": r["header"]["gain"]}
              for s, by_qf in results.items() for q, r in by_qf.items()]  # fmt: skip
     _write_csv(reports / "gain_vs_qf.csv", gains)
+    _write_csv(reports / "real_world.csv", rw_rows)
     _log(params, out, reports)
     for n in negative:
         print(
@@ -115,6 +122,31 @@ def run(params: Params, root: Path) -> dict:
             file=sys.stderr,
         )
     return out
+
+
+def real_world_results(params: Params, root: Path, model) -> tuple[dict, list[dict]]:
+    """Every real-world case of every ``evaluate.real_world_sets`` set: summaries per set, and
+    the per-image rows (without the decision text) for reports/real_world.csv."""
+    ev, out, csv_rows = params.evaluate, {}, []
+    for name in ev.real_world_sets:
+        folder = realworld_dir(root, name)
+        if not folder.is_dir():
+            raise images.ImageError(f"{folder}: missing (run `dvc repro realworld@{name}`)")
+        rows, excluded = [], {}
+        for case, qf, sub in realworld.case_folders(folder, ev.real_world_qfs):
+            if (sub / "excluded.json").is_file():
+                excluded[case] = json.loads((sub / "excluded.json").read_text())
+            if sub.is_dir() and images.list_images(sub):
+                rows += realworld.evaluate_folder(model, case, qf, sub, refs_dir(root, name), ev.tile, ev.overlap,
+                                                  ev.projection)  # fmt: skip
+        summary = realworld.summarize(rows)
+        for r in summary:
+            print(f"{name} real world, {r['case']} QF {r['qf']}: {r['psnr_in']:.2f} -> {r['psnr_out']:.2f} dB "
+                  f"({r['gain']:+.2f}), QF used {r['qf_used_mean'] if r['qf_used_mean'] is None else round(r['qf_used_mean'])}, "
+                  f"unchanged {r['unchanged']:.0%}")  # fmt: skip
+        out[name] = {"cases": summary, "excluded": excluded}
+        csv_rows += [{"set": name, **{k: v for k, v in r.items() if k != "message"}} for r in rows]
+    return out, csv_rows
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -87,6 +87,7 @@ def build(
     train_curve: str | None,
     train_log: list[dict[str, Any]],
     exps: list[dict[str, Any]] | str,
+    rw_plots: dict[str, str] | None = None,
 ) -> list[report.Block]:
     """The report's blocks, in order. Plot and crop paths are relative to reports/."""
     model, primary, results = metrics.get("model", {}), metrics.get("primary", {}), metrics.get("results", {})
@@ -111,7 +112,18 @@ def build(
         blocks += [("h", 3, set_name), report.set_table(set_name, by_qf, published, n_params)]
         if set_name in gain_plots:
             blocks.append(("img", gain_plots[set_name], f"{set_name}: PSNR gain over the JPEG input vs QF"))
-    negative = report.negative_gains(results)
+    for set_name, rw in metrics.get("real_world", {}).items():
+        blocks += [("h", 2, f"Photos as users have them: {set_name}")]
+        blocks += [("p", ("Made from the references by `python -m stages.make_testsets realworld` and restored the way "
+                          "`restore` does (header read, grid and QF decided by pipeline/photo.py). PSNR of identical "
+                          "images is shown as 100 dB; the truth of a double JPEG is its stronger (first) compression."))]  # fmt: skip
+        if rw["cases"]:
+            blocks.append(report.real_world_table(rw["cases"]))
+        if set_name in (rw_plots or {}):
+            blocks.append(("img", rw_plots[set_name], f"{set_name}: gain vs QF per case"))
+        for case, note in rw.get("excluded", {}).items():
+            blocks.append(("p", f"{case}: {len(note['images'])} reference(s) left out ({note['reason']})."))
+    negative = report.negative_gains(results, metrics.get("real_world"))
     blocks += [("h", 2, "Negative gains (the model made the images worse)")]
     blocks += [("list", negative) if negative else ("p", "none")]
     blocks += [("h", 2, "QF estimator: mean absolute error (quality units)"), report.qf_mae_table(results)]
@@ -163,6 +175,12 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         for s, by_qf in results.items()
         for q, r in by_qf.items()
     ]
+    rw_plots = {}
+    for set_name, rw in metrics.get("real_world", {}).items():
+        png = report.real_world_plot(set_name, rw["cases"])
+        if png:
+            rw_plots[set_name] = f"plots/real_world_{set_name}.png"
+            images.write_bytes(reports / rw_plots[set_name], png)
     gain_plots = {}
     for set_name in results:
         rows = [g for g in gains if g["set"] == set_name]
@@ -176,11 +194,12 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     crops = find_crops(reports / "crops", list(results))
     exps = experiments(Path(root))
     published = yaml.safe_load(PUBLISHED.read_text())
-    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps)
+    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps, rw_plots)
     md, page = reports / "report.md", reports / "report.html"
     images.write_bytes(md, report.to_markdown(blocks).encode())
     images.write_bytes(page, report.to_html(blocks, "JPEG restoration report", reports).encode())
-    plots = [reports / rel for rel in [*gain_plots.values(), *([train_curve] if train_curve else [])]]
+    curves = [*gain_plots.values(), *rw_plots.values(), *([train_curve] if train_curve else [])]
+    plots = [reports / rel for rel in curves]
     run_id, into_train = log_report(
         params.tracking.experiment, metrics.get("model", {}).get("run_id"), [md, page], plots
     )
@@ -190,7 +209,7 @@ def run(params: Params, root: Path) -> dict[str, Any]:
         "plots": [str(p) for p in plots],
         "crops": len(crops),
         "experiments": exps if isinstance(exps, str) else sum(not r["baseline"] for r in exps),
-        "negative_gains": report.negative_gains(results),
+        "negative_gains": report.negative_gains(results, metrics.get("real_world")),
         "run_id": run_id,
         "logged_into_training_run": into_train,
     }

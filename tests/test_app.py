@@ -189,3 +189,26 @@ def test_view_helpers():
     assert common.zoom(a[:2, :3], 4).shape == (8, 12, 3)
     assert (common.diff_map(a, b, 4) == 255).all() and (common.diff_map(b, b, 20) == 0).all()
     assert common.preview(np.zeros((4000, 3000, 3), np.uint8)).shape == (1334, 1000, 3)
+
+
+def test_clean_upload_is_left_unchanged_unless_forced(mlflow_uri, ckpt, tmp_path, image_factory):
+    """A photo without JPEG traces (and an estimator reading 97) is handed back as it was; the
+    checkbox forces a restoration."""
+    from pipeline.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        model.estimator.head[-1].weight.zero_()
+        model.estimator.head[-1].bias.fill_(float(np.log(97 / 3)))
+    confident = tmp_path / "confident" / "model.pt"
+    save_checkpoint(confident, "qacnet", {"width": 8, "mid_blocks": 1}, model, {})
+    with tracking.start_run("train", "jpeg-restoration") as run:
+        tracking.log_artifact(confident, "model")
+    tracking.register_version(MODEL_NAME, run.info.run_id, {"primary_value": 0.1}, aliases=("champion",))
+    rgb = image_factory(120, 136, 8)
+    at = upload(app(), "camera.png", images.encode_png(rgb))
+    assert not at.exception and not at.error
+    assert "Left unchanged" in captions(at) and "No JPEG compression found" in at.info[0].value
+    assert np.array_equal(at.session_state["restored"][1][0], rgb)
+    next(c for c in at.checkbox if c.label == "Restore it anyway").check().run()
+    assert not at.exception and "Restored (QF 95)" in captions(at)

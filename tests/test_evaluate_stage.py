@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import images, params, tracking
+from pipeline import images, params, realworld, tracking
 from pipeline.checkpoint import save_checkpoint
 from pipeline.models import build_model, count_params
 from stages import evaluate as stage
@@ -30,7 +30,14 @@ def base() -> params.Params:
     return dataclasses.replace(
         p,
         data=dataclasses.replace(p.data, test_sets=(SET,), qfs=(10, 50)),
-        evaluate=dataclasses.replace(p.evaluate, primary_sets=(SET,), primary_qfs=(10,), device="cpu"),
+        evaluate=dataclasses.replace(
+            p.evaluate,
+            primary_sets=(SET,),
+            primary_qfs=(10,),
+            device="cpu",
+            real_world_sets=(SET,),
+            real_world_qfs=(10,),
+        ),  # fmt: skip
     )
 
 
@@ -56,6 +63,7 @@ def root(tmp_path: Path, base: params.Params, image_factory, mlflow_store, monke
     make_testsets.make_refs(base, SET, tmp_path)
     for qf in base.data.qfs:
         make_testsets.make_jpeg(base, SET, qf, tmp_path)
+    make_testsets.make_realworld(base, SET, tmp_path)
     return tmp_path
 
 
@@ -89,11 +97,21 @@ def test_noisy_model(base, root, capsys):
     assert by_qf["10"]["jpeg"]["psnr"] < by_qf["50"]["jpeg"]["psnr"]
     assert out["primary"] == {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": [10],
                               "value": pytest.approx(by_qf["10"]["blind"]["gain"])}  # fmt: skip
-    assert out["negative_gains"] == [
+    assert [n for n in out["negative_gains"] if not n["mode"].startswith("real world")] == [
         {"set": SET, "qf": q, "mode": m, "gain": by_qf[str(q)][m]["gain"]}
         for q in (10, 50)
         for m in ("blind", "header")
     ]
+    cases = out["real_world"][SET]["cases"]
+    assert [(c["case"], c["qf"]) for c in cases] == [(c, 10) for c in realworld.CASES if realworld.CASES[c].per_qf] + [
+        ("never_compressed", None), ("q90_444", 90)]  # fmt: skip
+    for c in cases:
+        assert c["n"] == len(NAMES) and c["gain"] == pytest.approx(c["psnr_out"] - c["psnr_in"])
+    aligned = next(c for c in cases if c["case"] == "aligned")
+    assert aligned["psnr_in"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])  # the same files as the test set
+    assert aligned["qf_used_mean"] == 10 and aligned["qf_abs_error"] == 0 and aligned["sources"] == {"header": 2}
+    rw_rows = read_csv(reports / "real_world.csv")
+    assert len(rw_rows) == len(NAMES) * len(cases) and {r["set"] for r in rw_rows} == {SET}
     assert "warning: the model makes sample_test QF 10 worse in blind mode" in capsys.readouterr().err
 
     rows = read_csv(reports / "eval" / "per_image.csv")
@@ -137,6 +155,8 @@ def test_identity_model_into_training_run(base, root):
     for r in out["results"][SET].values():
         assert r["blind"]["psnr"] == r["jpeg"]["psnr"] and r["blind"]["gain"] == 0.0
     assert out["primary"]["value"] == 0.0 and out["negative_gains"] == []
+    for c in out["real_world"][SET]["cases"]:  # the identity (on its grid, projected) changes nothing
+        assert c["gain"] == 0.0 and c["unchanged"] == 1.0, c
     assert not (root / "reports" / "crops" / "stale.png").exists()
 
     (run,) = logged_runs(base.tracking.experiment)  # logged into the training run, no new run

@@ -1,4 +1,4 @@
-"""Pixel I/O: JPEG quality from tables and from pixels, decoding odd files, atomic writes, luma."""
+"""Pixel I/O: decoding odd files, the header's QF, atomic writes, luma (forensics: test_jpeg.py)."""
 
 from __future__ import annotations
 
@@ -22,44 +22,6 @@ from pipeline.images import ImageError
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     return smooth_image(96, 128, seed=3)
-
-
-def test_qf_from_tables_round_trips_every_quality(photo: np.ndarray) -> None:
-    small = photo[:32, :32]
-    wrong = [q for q in range(5, 96) if images.jpeg_quality(images.encode_jpeg(small, q)) != (q, True)]
-    assert not wrong
-
-
-def test_qf_from_tables_grayscale_jpeg(photo: np.ndarray) -> None:
-    small = photo[:32, :32]
-    wrong = [q for q in range(5, 96) if images.jpeg_quality(images.encode_jpeg(small, q, gray=True)) != (q, True)]
-    assert not wrong
-
-
-def test_jpeg_quality_of_non_ijg_tables_is_not_exact() -> None:
-    luma, chroma = images.ijg_tables(50)
-    qf, exact = images.qf_from_tables(luma + 1, chroma)
-    assert qf == 50 and not exact
-
-
-def test_jpeg_quality_of_a_png_is_none(photo: np.ndarray) -> None:
-    assert images.jpeg_quality(images.encode_png(photo)) == (None, False)
-
-
-@pytest.mark.parametrize("qf", [10, 50, 90])
-def test_qf_from_pixels_recovers_a_single_jpeg(qf: int) -> None:
-    # 1024 blocks: enough to tell QF 50 from 49, whose luma tables differ in a few steps only.
-    decoded = images.jpeg_roundtrip(smooth_image(256, 256, seed=1), qf)
-    found, score = images.qf_from_pixels(decoded)
-    assert found == qf
-    assert score >= 0.1
-
-
-def test_qf_from_pixels_scores_low_without_a_lattice(photo: np.ndarray) -> None:
-    assert images.qf_from_pixels(photo)[1] < 0.05  # never compressed
-    shifted = images.jpeg_roundtrip(photo, 30)[3:, 5:]  # grid not at the origin
-    assert images.qf_from_pixels(shifted)[1] < 0.05
-    assert images.qf_from_pixels(photo[:7, :7]) == (None, 0.0)  # no whole block
 
 
 def test_decode_jpeg_matches_read_and_keeps_the_header_qf(tmp_path: Path, photo: np.ndarray) -> None:

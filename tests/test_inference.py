@@ -1,4 +1,4 @@
-"""restore(): odd sizes, tiling and blending, x8 TTA, the blind QF, progress reports."""
+"""restore(): odd sizes, tiling and blending, x8 TTA, the learned QF, progress reports (decisions: test_photo.py)."""
 
 from __future__ import annotations
 
@@ -106,23 +106,20 @@ def test_tta_changes_the_result(random_model: torch.nn.Module, lq: np.ndarray) -
     assert not np.array_equal(tta, plain)
 
 
-def test_estimate_qf_reads_the_lattice_of_an_aligned_jpeg(random_model: torch.nn.Module) -> None:
-    jpeg = images.jpeg_roundtrip(smooth_image(256, 256, seed=1), 30)
-    assert inference.estimate_qf(random_model, jpeg) == 30.0
-
-
-def test_estimate_qf_falls_back_to_the_network(random_model: torch.nn.Module) -> None:
-    shifted = images.jpeg_roundtrip(smooth_image(256, 256, seed=1), 30)[3:, 5:]
+def test_without_a_qf_the_learned_estimate_conditions(random_model: torch.nn.Module) -> None:
+    shifted = images.jpeg_roundtrip(smooth_image(128, 128, seed=1), 30)[3:, 5:]
     net = inference.estimate_qf_net(random_model, shifted)
     assert net is not None and 0 <= net <= 100
-    assert inference.estimate_qf(random_model, shifted) == net
+    np.testing.assert_array_equal(
+        inference.restore(random_model, shifted), inference.restore(random_model, shifted, net)
+    )
 
 
 def test_estimate_qf_without_an_estimator() -> None:
     torch.manual_seed(0)
     dncnn = build_model("dncnn", depth=3, width=8).eval()
     shifted = images.jpeg_roundtrip(smooth_image(40, 48), 30)[3:, 5:]
-    assert inference.estimate_qf(dncnn, shifted) is None
+    assert inference.estimate_qf_net(dncnn, shifted) is None
     assert inference.restore(dncnn, shifted).shape == shifted.shape  # and restores without a QF
 
 

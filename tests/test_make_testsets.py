@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from pipeline import images, params, tracking
+from pipeline import images, jpeg, params, realworld, tracking
 from stages import make_testsets as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +66,53 @@ def test_refs_and_jpegs(preset, tmp_path, sources):
         assert info == {"set": SET, "qf": qf, "images": 4, "bytes": sum(p.stat().st_size for p in folder.iterdir())}
         for name, rgb in sources.items():
             data = (folder / f"{name}.jpg").read_bytes()
-            assert images.jpeg_quality(data) == (qf, True)  # IJG tables of exactly this quality
+            assert jpeg.jpeg_quality(data) == (qf, True)  # IJG tables of exactly this quality
             with Image.open(io.BytesIO(data)) as im:
                 assert im.mode == "RGB" and im.size == (rgb.shape[1], rgb.shape[0])
                 assert JpegImagePlugin.get_sampling(im) == 2  # 4:2:0, the published protocol
             np.testing.assert_array_equal(images.decode_jpeg(data), images.jpeg_roundtrip(rgb, qf))
     assert not list((tmp_path / "data" / "testsets" / SET).rglob(".*"))  # no temporary folder left
+
+
+def test_realworld_cases(preset, tmp_path, sources):
+    """Every case and QF as the file a user would bring; a reference with JPEG history (here the
+    grayscale one, replaced by a decoded JPEG) is left out of the never-compressed case."""
+    raw = raw_dir(tmp_path)
+    (raw / "gray.png").unlink()
+    images.write_png(raw / "old.png", images.jpeg_roundtrip(sources["a"], 80))
+    stage.make_refs(preset, SET, tmp_path)
+    info = stage.make_realworld(preset, SET, tmp_path)
+    root = stage.realworld_dir(tmp_path, SET)
+    qfs = preset.evaluate.real_world_qfs
+    names = ["a", "b", "c", "old"]
+    assert info["images"] == 4 * (6 * len(qfs) + 1) + 3  # six per-QF cases, 4:4:4, three never compressed
+    for case, qf, folder in realworld.case_folders(root, qfs):
+        ext = realworld.CASES[case].ext
+        expected = [n for n in names if not (case == "never_compressed" and n == "old")]
+        assert sorted(p.stem for p in folder.iterdir() if p.suffix == ext) == expected, (case, qf)
+        data = (folder / f"a{ext}").read_bytes()
+        h, w = sources["a"].shape[:2]
+        if case == "cropped_resaved":
+            assert jpeg.jpeg_quality(data) == (95, True)
+            assert images.decode_jpeg(data).shape == (h - 3, w - 5, 3)
+        elif case == "double_shifted":
+            assert jpeg.jpeg_quality(data) == (min(95, qf + 20), True)
+            assert images.decode_jpeg(data).shape == (h - 4, w - 4, 3)
+        elif case == "resized":
+            assert images.decode_image(data).rgb.shape == (round(h * 0.75), round(w * 0.75), 3)
+        elif case == "q90_444":
+            assert jpeg.read_header(data).subsampling == "4:4:4" and jpeg.jpeg_quality(data) == (90, True)
+        elif case == "never_compressed":
+            np.testing.assert_array_equal(images.decode_image(data).rgb, sources["a"])
+            note = (folder / "excluded.json").read_text()
+            assert '"old.png"' in note and "quantization lattice" in note
+        elif case == "cropped_png":
+            np.testing.assert_array_equal(
+                images.decode_image(data).rgb, images.jpeg_roundtrip(sources["a"], qf)[3:, 5:]
+            )
+    before = tree(root)
+    stage.make_realworld(preset, SET, tmp_path)
+    assert tree(root) == before  # deterministic
 
 
 def test_rerun_is_byte_identical(preset, tmp_path, sources):

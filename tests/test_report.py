@@ -170,3 +170,28 @@ def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypa
 def test_main_without_metrics(tmp_path, capsys):
     assert stage.main(["--params", str(ROOT / "params.yaml")]) == 1
     assert "run the evaluate stage first" in capsys.readouterr().err
+
+
+def rw_case(case: str, qf: int | None, gain: float) -> dict:
+    return {"case": case, "title": f"title of {case}", "qf": qf, "n": 2, "psnr_in": 30.0, "psnr_out": 30.0 + gain,
+            "gain": gain, "qf_used_mean": qf, "qf_abs_error": 0.0 if qf else None, "unchanged": 0.0 if qf else 1.0,
+            "sources": {"pixels": 2} if qf else {"none": 2}}  # fmt: skip
+
+
+def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
+    write_inputs(tmp_path, None)
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    cases = [rw_case("cropped_png", 10, 1.5), rw_case("cropped_png", 30, -0.02), rw_case("never_compressed", None, 0.0)]
+    excluded = {"never_compressed": {"reason": "the reference carries a JPEG lattice", "images": ["x.png"]}}
+    metrics["real_world"] = {"LIVE1": {"cases": cases, "excluded": excluded}}
+    (tmp_path / "reports" / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(stage, "experiments", lambda root: "none here")
+    s = stage.run(base_params, tmp_path)
+    assert "real_world_LIVE1.png" in {Path(p).name for p in s["plots"]}
+    assert "LIVE1 real world, title of cropped_png, QF 30: -0.020 dB" in s["negative_gains"]
+    md = (tmp_path / "reports" / "report.md").read_text()
+    assert "## Photos as users have them: LIVE1" in md
+    assert "| title of cropped_png | 10 | 2 | 30.00 | 31.50 | +1.500 | 10 | 0.0 | 0% | pixels 2 |" in md
+    assert "| title of never_compressed | - | 2 | 30.00 | 30.00 | +0.000 | - | - | 100% | none 2 |" in md
+    assert "never_compressed: 1 reference(s) left out (the reference carries a JPEG lattice)." in md
+    assert report.real_world_plot("LIVE1", cases[2:]) is None  # one point per case: nothing to draw

@@ -63,8 +63,8 @@ def test_folder_of_good_and_bad_files(tmp_path, ckpt, image_factory, capsys):
     assert read_unchanged(out / "gray.png").shape == (40, 56)
     captured = capsys.readouterr()
     assert "corrupt.jpg: failed" in captured.err and "notes.txt: skipped, not an image file" in captured.err
-    assert "good.jpg: 56x40, QF 30 (header)" in captured.out
-    assert "plain.png: 56x40, QF" in captured.out and "(estimated)" in captured.out
+    assert "good.jpg: 56x40, QF 30 from the JPEG header" in captured.out
+    assert "plain.png: 56x40, QF" in captured.out and " estimated (" in captured.out
     assert "5 restored, 1 failed, 1 skipped" in captured.out
 
 
@@ -83,8 +83,48 @@ def test_never_overwrites_without_flag_and_q_override(tmp_path, ckpt, image_fact
     assert "0 restored, 0 failed, 1 skipped" in captured.out
 
     assert restore(src, "-o", out, "--ckpt", ckpt, "--overwrite", "--q", 55, "-v") == 0
-    assert "photo.jpg: 48x32, QF 55 (user)" in capsys.readouterr().out
+    assert "photo.jpg: 48x32, QF 55 set by the user" in capsys.readouterr().out
     assert target.stat().st_mtime_ns != stamp
+
+
+@pytest.fixture(scope="module")
+def confident_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny QACNet whose estimator reads QF 97 on anything (its last layer zero, bias set)."""
+    import torch
+
+    model = build_model("qacnet", width=8, mid_blocks=1)
+    with torch.no_grad():
+        model.estimator.head[-1].weight.zero_()
+        model.estimator.head[-1].bias.fill_(float(np.log(97 / 3)))
+        for p in model.stages.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("confident") / "model.pt"
+    save_checkpoint(path, "qacnet", {"width": 8, "mid_blocks": 1}, model, {"test": True})
+    return path
+
+
+def test_never_compressed_photo_comes_back_unchanged(tmp_path, confident_ckpt, image_factory, capsys):
+    rgb = image_factory(120, 136, 8)  # no lattice; the estimator reads 97
+    images.write_png(tmp_path / "in" / "camera.png", rgb)
+    images.write_png(tmp_path / "in" / "gray.png", np.ascontiguousarray(rgb[:, :, 1]))
+    assert restore(tmp_path / "in", "-o", tmp_path / "out", "--ckpt", confident_ckpt) == 0
+    out = capsys.readouterr().out
+    assert "camera.png: 136x120, no JPEG compression found: left unchanged; use --q to force" in out  # without -v
+    np.testing.assert_array_equal(images.read_image(tmp_path / "out" / "camera.png"), rgb)
+    assert read_unchanged(tmp_path / "out" / "gray.png").ndim == 2
+    np.testing.assert_array_equal(read_unchanged(tmp_path / "out" / "gray.png"), rgb[:, :, 1])
+    assert restore(tmp_path / "in" / "camera.png", "-o", tmp_path / "forced", "--ckpt", confident_ckpt, "--q", 40) == 0
+    assert not np.array_equal(images.read_image(tmp_path / "forced" / "camera.png"), rgb)
+
+
+def test_verbose_line_says_why(tmp_path, ckpt, image_factory, capsys):
+    rgb = image_factory(200, 200, 3)
+    cropped = np.ascontiguousarray(images.jpeg_roundtrip(rgb, 30)[3:, 5:])
+    images.write_bytes(tmp_path / "edited.jpg", images.encode_jpeg(cropped, 95))
+    assert restore(tmp_path / "edited.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "-v") == 0
+    assert "edited.jpg: 195x197, QF 30 at grid offset (5, 3) from pixels; header says 95 (re-saved)" in (
+        capsys.readouterr().out
+    )
 
 
 def test_exif_orientation_is_applied(tmp_path, ckpt, image_factory):

@@ -1,0 +1,173 @@
+"""Restore a photo as users have it: one decision for the QF and the 8x8 grid, then restore on
+that grid, project onto what the JPEG allows, or leave a clean photo alone.
+
+Used by ``python -m pipeline.restore``, the app, ``pipeline.test`` and the evaluate stage, so
+they all decide the same way. The order of evidence:
+
+1. the user's QF;
+2. the JPEG header's tables (a file's own grid is at (0, 0)), unless the pixels show an earlier,
+   stronger compression on another grid (a cropped and re-saved photo): its lattice, or the
+   blocking's grid off the origin, on which the lattice (fainter, but corroborated by the
+   blocking) or the learned estimator reads a clearly lower quality;
+3. a quantization lattice in the pixels at any of the 64 grid offsets (a re-saved or cropped
+   PNG), the strongest compression winning;
+4. the learned estimator, on the image shifted onto its blocking grid when there is one;
+5. no lattice at any offset and the estimator reads a very high quality: the photo was never
+   JPEG-compressed (or so lightly that restoring it would risk more than it gains) and is
+   returned unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from pipeline import jpeg
+from pipeline.inference import ProgressFn, estimate_qf_net, restore_float
+
+# Calibrated on held-out training images (scripts/calibrate_forensics.py; the figures are in
+# models/pretrained/provenance/calibration.json), never on the test sets.
+BLOCKING_MIN = 0.08  # blockiness (weaker axis) above which a blocking grid is believed: clean p95 0.082
+# The learned estimator reads clean crops at 94 (median; 10th percentile 83) and aligned JPEGs of
+# QF <= 85 at 48 (95th percentile 81): at or above this a photo without any lattice is left alone.
+CLEAN_MIN_QF = 85.0
+RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header's to overrule it
+# A JPEG cropped then saved again: on its (shifted) blocking grid, the first compression's
+# lattice scores 0.026 to 0.1 (10th percentiles, QF 10 to 50, re-saved at 95); single JPEGs
+# score about -0.006 on whatever phase their blocking shows. Blocking off the origin happens on
+# a quarter of single JPEGs at QF 50-90 (periodic textures), up to 0.18: the estimator alone
+# overrules the header only above STRONG_BLOCKING (QF 10 re-saved: 0.68 and more).
+FAINT_LATTICE_MIN = 0.02
+STRONG_BLOCKING = 0.3
+PROJECTIONS = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a photo is restored. qf: the conditioning quality (None: left unchanged); source:
+    "user", "header", "pixels", "estimated" or "none"; offset: the 8x8 grid the network is
+    aligned to; tables/subsampling: the quantization the projection uses (None: unknown)."""
+
+    qf: float | None
+    source: str
+    offset: tuple[int, int]
+    message: str
+    luma_table: np.ndarray | None = None
+    chroma_table: np.ndarray | None = None
+    subsampling: str = ""
+
+    @property
+    def unchanged(self) -> bool:
+        return self.qf is None
+
+
+CLEAN_MESSAGE = "no JPEG compression found: left unchanged; use --q to force"
+
+
+def align(image: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad top/left by reflection so the grid at ``offset`` starts at (0, 0); returns the pads."""
+    py, px = (8 - offset[0]) % 8, (8 - offset[1]) % 8
+    if not (py or px):
+        return image, (0, 0)
+    mode = "reflect" if py < image.shape[0] and px < image.shape[1] else "edge"
+    return np.pad(image, ((py, 0), (px, 0), (0, 0)), mode=mode), (py, px)
+
+
+def _estimate(model: nn.Module, image: np.ndarray, offset: tuple[int, int]) -> float | None:
+    return estimate_qf_net(model, align(image, offset)[0])
+
+
+def _grid_text(offset: tuple[int, int]) -> str:
+    return "" if offset == (0, 0) else f" at grid offset {offset}"
+
+
+def _shifted_grid(image: np.ndarray) -> tuple[int, int] | None:
+    """The blocking's grid when it is off the origin and clear: a JPEG cropped, then saved again.
+    (A second, fainter grid under the header's, left by a compression before a shift, is too
+    weak to tell from a single JPEG's noise on photo-sized images: measured on training crops.)"""
+    phase, strengths = jpeg.blockiness(jpeg.luma(image))
+    return phase if phase != (0, 0) and min(strengths) >= BLOCKING_MIN else None
+
+
+def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | None = None,
+           user_qf: float | None = None) -> Decision:  # fmt: skip
+    """The QF and grid to restore ``image`` (RGB uint8) with; ``header`` is the file's JPEG
+    header (None for a PNG, or to decide from the pixels alone: blind mode)."""
+    ev = jpeg.find_grid(image)
+    if user_qf is not None:
+        offset = ev.offset if ev.lattice_qf is not None or ev.blocking >= BLOCKING_MIN else (0, 0)
+        return Decision(float(user_qf), "user", offset, f"QF {user_qf:g}{_grid_text(offset)} set by the user")
+    if header is not None:
+        earlier = [(off, q) for off, q, _ in ev.lattices if off != (0, 0) and q <= header.qf - RECOMPRESSED_MARGIN]
+        if earlier:
+            off, q = min(earlier, key=lambda e: e[1])
+            luma, _ = jpeg.ijg_tables(q)
+            return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says {header.qf} "
+                            "(re-saved)", luma)  # fmt: skip
+        off = _shifted_grid(image)  # the blocking is off the header's grid: compressed before a crop
+        if off is not None:
+            scores = jpeg.lattice_scores(jpeg.luma(image), off)
+            q = int(np.argmax(scores)) + 1
+            if scores[q - 1] >= FAINT_LATTICE_MIN and q <= header.qf - RECOMPRESSED_MARGIN:
+                luma, _ = jpeg.ijg_tables(q)  # the blocking corroborates a fainter lattice
+                return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says "
+                                f"{header.qf} (re-saved)", luma)  # fmt: skip
+            strong = min(jpeg.blockiness(jpeg.luma(image))[1]) >= STRONG_BLOCKING
+            est = _estimate(model, image, off) if model is not None and strong else None
+            if est is not None and est <= header.qf - RECOMPRESSED_MARGIN:
+                return Decision(est, "estimated", off, f"QF {est:.0f}{_grid_text(off)} estimated on a shifted "
+                                f"blocking grid; header says {header.qf} (recompressed)")  # fmt: skip
+        exact = "" if header.exact else " (tables not IJG: nearest quality)"
+        return Decision(float(header.qf), "header", (0, 0), f"QF {header.qf} from the JPEG header{exact}",
+                        header.luma, header.chroma, header.subsampling)  # fmt: skip
+    if ev.lattice_qf is None and ev.blocking < BLOCKING_MIN:
+        ev = jpeg.find_grid(image, candidates=8)  # a faint high-quality JPEG: try all 64 offsets
+    if ev.lattice_qf is not None:
+        luma, _ = jpeg.ijg_tables(ev.lattice_qf)
+        return Decision(float(ev.lattice_qf), "pixels", ev.offset,
+                        f"QF {ev.lattice_qf}{_grid_text(ev.offset)} from pixels (quantization lattice)", luma)  # fmt: skip
+    if model is None:
+        return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
+    # No lattice: the learned estimator decides, on the blocking grid when there is one. Even with
+    # some blocking (periodic textures have it too), a very high reading means: leave it alone.
+    offset = ev.offset if ev.blocking >= BLOCKING_MIN else (0, 0)
+    q = _estimate(model, image, offset)
+    if q is None or q >= CLEAN_MIN_QF:
+        return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
+    why = "blocking, no lattice" if ev.blocking >= BLOCKING_MIN else "no grid found"
+    return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
+
+
+def use_projection(projection: str, decision: Decision) -> bool:
+    """Whether the quantization-constraint projection applies: "on" whenever the tables are
+    known, "off" never, "auto" as measured to never lower the mean PSNR (see MODEL_CARD)."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    return projection != "off" and decision.luma_table is not None and decision.source != "user"
+
+
+def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, tile: int = 0, overlap: int = 64,
+                    tta: bool = False, projection: str = "auto", progress: ProgressFn | None = None) -> np.ndarray:  # fmt: skip
+    """Restore ``image`` (RGB uint8) as ``decision`` says: float32 (H, W, 3) in [0, 1]; a photo
+    left unchanged comes back exactly as it was."""
+    if decision.unchanged:
+        if progress:
+            progress(1, 1)
+        return image.astype(np.float32) / 255.0
+    padded, (py, px) = align(image, decision.offset)
+    out = restore_float(model, padded, decision.qf, tile, overlap, tta, progress=progress)[py:, px:]
+    if use_projection(projection, decision):
+        projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table, decision.offset,
+                                 decision.subsampling)  # fmt: skip
+        out = np.clip(projected / 255.0, 0.0, 1.0).astype(np.float32)
+    return np.ascontiguousarray(out)
+
+
+def restore_photo(model: nn.Module, image: np.ndarray, header: jpeg.Header | None = None, qf: float | None = None,
+                  tile: int = 0, overlap: int = 64, tta: bool = False, projection: str = "auto",
+                  progress: ProgressFn | None = None) -> tuple[np.ndarray, Decision]:  # fmt: skip
+    """Decide (see ``decide``), then restore: float32 (H, W, 3) in [0, 1] and the decision."""
+    decision = decide(model, image, header, qf)
+    return restore_decided(model, image, decision, tile, overlap, tta, projection, progress), decision
