@@ -101,7 +101,8 @@ def encode_output(pred: np.ndarray, decoded: Decoded) -> bytes:
     return images.encode_png(_quantize(pred, bits), alpha)
 
 
-def _choose_qf(model: nn.Module, decoded: Decoded, qf: int | None) -> tuple[float | None, str]:
+def choose_qf(model: nn.Module, decoded: Decoded, qf: int | None) -> tuple[float | None, str]:
+    """The QF to restore with and where it came from: the user's, the JPEG header's, else estimated."""
     if qf is not None:
         return float(qf), "user"
     if decoded.qf is not None:
@@ -151,7 +152,7 @@ def _restore_one(model: nn.Module, src: Path, out: Path, claimed: dict[Path, Pat
         return FileResult(src, "skipped", f"{out} exists (use --overwrite to replace it)")
     try:
         decoded = images.read_decoded(src)
-        use_qf, source = _choose_qf(model, decoded, qf)
+        use_qf, source = choose_qf(model, decoded, qf)
         h, w = decoded.rgb.shape[:2]
 
         def step(done: int, total: int) -> None:

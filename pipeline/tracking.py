@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -130,10 +129,11 @@ def active_run_id() -> str | None:
 
 
 # ---- model registry -------------------------------------------------------------------------
-# A registered version's source is the run artifact folder holding our own self-describing
-# checkpoint (model.pt); the network is rebuilt from our code with weights-only loading.
+# A registered version's source is the run artifact folder ``model/``: an MLflow pyfunc model
+# around our self-describing checkpoint (pipeline/mlflow_model.py). This project rebuilds the
+# network from the checkpoint with weights-only loading; MLflow's tools load the pyfunc model.
 
-CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run that holds model.pt
+CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run: the pyfunc model holding model.pt
 
 
 def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tuple[str, ...] = ()) -> str:
@@ -151,15 +151,12 @@ def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tupl
 
 
 def log_checkpoint(path: str | Path) -> None:
-    """Log a checkpoint as ``model/model.pt`` in the active run, whatever its file name, so
-    that ``checkpoint_from_uri`` finds it."""
-    path = Path(path)
-    if path.name == "model.pt":
-        mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
-        return
+    """Log a checkpoint in the active run as the pyfunc model folder ``model/`` (its file at
+    ``model/artifacts/model.pt``), whatever its file name: what ``register_version`` registers."""
+    from pipeline.mlflow_model import save_pyfunc  # imports torch: only where a model is logged
+
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copyfile(path, Path(tmp) / "model.pt")
-        mlflow.log_artifact(str(Path(tmp) / "model.pt"), CHECKPOINT_ARTIFACT)
+        mlflow.log_artifacts(str(save_pyfunc(path, Path(tmp) / CHECKPOINT_ARTIFACT)), CHECKPOINT_ARTIFACT)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
@@ -220,11 +217,26 @@ def checkpoint_from_uri(uri: str) -> Path:
         source = uri
     else:
         raise LookupError(f"{uri}: expected models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/model")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
-    path = local / "model.pt" if local.is_dir() else local
-    if not path.is_file():
-        raise LookupError(f"{uri}: artifact {source} holds no model.pt")
-    return path
+    # A pyfunc model folder keeps it in artifacts/; versions registered before that, at the top.
+    for rel in ("artifacts/model.pt", "model.pt"):
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.rstrip('/')}/{rel}"))
+        except (mlflow.exceptions.MlflowException, OSError):
+            continue
+        if path.is_file():
+            return path
+    raise LookupError(f"{uri}: artifact {source} holds no model.pt")
+
+
+def run_artifact(run_id: str, path: str) -> Path | None:
+    """A local copy of a run's artifact file, or None when the run has no such file."""
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri())
+        )
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return local if local.is_file() else None
 
 
 def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
