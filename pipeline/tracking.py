@@ -144,7 +144,8 @@ def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tupl
     except mlflow.exceptions.MlflowException:
         pass  # it exists (or another process just created it)
     source = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
-    mv = client.create_model_version(name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
+    tags = {k: str(v) for k, v in tags.items() if v is not None}
+    mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
