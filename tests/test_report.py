@@ -170,3 +170,10 @@ def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypa
 def test_main_without_metrics(tmp_path, capsys):
     assert stage.main(["--params", str(ROOT / "params.yaml")]) == 1
     assert "run the evaluate stage first" in capsys.readouterr().err
+
+
+def test_train_plot_has_no_empty_validation_frame():
+    log = [{"step": s, "loss": 1.0 / s} for s in range(1, 30)]
+    alone = images.decode_image(report.train_plot(log)).rgb  # no validation ran: the loss panel only
+    with_val = images.decode_image(report.train_plot(log + [{"step": 29, "val_psnr": 30.0, "val_psnr_jpeg": 29.0}])).rgb
+    assert alone.shape[0] == with_val.shape[0] and with_val.shape[1] == pytest.approx(2 * alone.shape[1], rel=0.02)
