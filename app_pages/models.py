@@ -28,7 +28,9 @@ else:
             {} if v["tags"].get("arch") and v["tags"].get("params") else common.version_facts(name, v["version"], uri)
         )
         rows.append(tables.version_row(v, facts))
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    config = {"primary metric (dB)": st.column_config.NumberColumn(format="%+.3f"), "data": st.column_config.TextColumn(
+        width="medium", help="what it was trained on")}  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
 
     by_version = {v["version"]: v for v in versions}
     label = {

@@ -95,7 +95,9 @@ if comparing:
                     f"Primary metric, {cand_label}", f"{values[1]:+.3f} dB", f"{values[1] - values[0]:+.3f} dB"
                 )
             st.markdown(tables.verdict(table, champ_label, cand_label))
-            st.dataframe(table, hide_index=True)
+            formats = {c: st.column_config.NumberColumn(format="%.4f" if "SSIM" in c else "%.3f")
+                       for c in table.columns if c not in ("set", "QF", "images")}  # fmt: skip
+            st.dataframe(table, hide_index=True, column_config=formats)
             both = {champ_label: champ_eval.get("results", {}), cand_label: cand_eval.get("results", {})}
             st.caption(f"PSNR gain over the JPEG input by QF, {tables.MODES[mode]}")
             st.line_chart(tables.gain_curves(both, mode), x_label="JPEG quality factor", y_label="PSNR gain (dB)")

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 MODES = {"blind": "QF estimated from the pixels (blind)", "header": "QF read from the JPEG header"}
-COMPARED = {"psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B", "gain": "gain"}
+COMPARED = {"gain": "gain", "psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B"}  # in this order on the page
 
 
 def _cells(r: dict, mode: str) -> dict[str, float | None]:
@@ -131,6 +131,7 @@ def version_row(version: dict, facts: dict) -> dict[str, Any]:
         "version": int(version["version"]), "aliases": ", ".join(sorted(version["aliases"])),
         "source": source_text(version), "arch": fact("arch"),
         "parameters (M)": None if params is None else round(params / 1e6, 2), "steps": fact("steps"),
-        "data": fact("data"), "primary metric (dB)": None if primary is None else float(primary),
-        "scored on": primary_text(tags.get("primary_key")), "created": pd.to_datetime(version["created"], unit="ms"),
+        "primary metric (dB)": None if primary is None else float(primary),
+        "scored on": primary_text(tags.get("primary_key")), "data": fact("data"),
+        "created": pd.to_datetime(version["created"], unit="ms"),
     }  # fmt: skip

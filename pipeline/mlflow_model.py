@@ -132,3 +132,24 @@ def save_pyfunc(checkpoint: str | Path, dest: str | Path, metadata: dict[str, An
             metadata=metadata,
         )
     return Path(dest)
+
+
+def upgrade_aliases(name: str, experiment: str) -> dict[str, str]:
+    """Versions registered before they were pyfunc models (``model/model.pt`` only) cannot be served:
+    each one holding an alias is registered again as a pyfunc model of the same checkpoint (same tags,
+    plus ``upgraded_from``) and its aliases move to the new version. Returns {old: new} versions."""
+    from pipeline import tracking  # tracking imports this module when it logs a model
+
+    moved = {}
+    for version in tracking.registered_versions(name):
+        if not version["aliases"] or not version["run_id"] or tracking.run_artifact(version["run_id"], "model/MLmodel"):
+            continue
+        checkpoint = tracking.checkpoint_from_uri(f"models:/{name}/{version['version']}")
+        evaluation = tracking.run_artifact(version["run_id"], "evaluate/metrics.json")
+        with tracking.start_run("upgrade", experiment) as run:
+            tracking.log_checkpoint(checkpoint)
+            if evaluation is not None:
+                tracking.log_artifact(evaluation, "evaluate")
+        tags = {**version["tags"], "upgraded_from": version["version"]}
+        moved[version["version"]] = tracking.register_version(name, run.info.run_id, tags, tuple(version["aliases"]))
+    return moved

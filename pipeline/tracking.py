@@ -1,4 +1,4 @@
-"""MLflow, in one place (the only module that imports mlflow).
+"""MLflow's store and registry, in one place (with mlflow_model.py, the pyfunc model, the only mlflow imports).
 
 Store and registry: ``sqlite:///<root>/mlflow.db`` where root is ``$DVC_ROOT`` (set by DVC for
 every stage, and pointing at the real repo even inside ``dvc exp run --temp/--queue``) or the

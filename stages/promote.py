@@ -33,6 +33,7 @@ from pipeline import images, tracking
 from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
 from pipeline.datasets import eval_pairs
 from pipeline.evaluation import evaluate_pairs, summarize
+from pipeline.mlflow_model import upgrade_aliases
 from pipeline.params import Params, ParamsError, load
 from stages.make_testsets import jpeg_dir, refs_dir
 
@@ -160,6 +161,8 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
         for q, r in by_qf.items():
             tags[f"gain_blind.{s}.qf{q}"] = round(r["blind"]["gain"], 4)
     with registry_lock():
+        for old, new in upgrade_aliases(name, params.tracking.experiment).items():
+            print(f"version {old} was registered before versions were MLflow models: now version {new}")
         champion = adopt_shipped(params, root, key, sets, qfs, tracking.alias_version(name, "champion"))
         version = tracking.register_version(name, run_id, tags, aliases=("candidate",))
         champ_value = version_score(name, champion, key, root, sets, qfs) if champion else None

@@ -276,3 +276,25 @@ def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
     write_candidate(root, -30.0, seed=4)
     stage.register(load(root), root)  # the same shipped file again: not registered twice
     assert len(tracking.registered_versions("jpeg-restoration")) == 7
+
+
+def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
+    """A store from before: the champion is a bare model/model.pt. The next promotion registers it
+    again as an MLflow model (same checkpoint and tags) and moves its alias there."""
+    old = tmp_path / "old" / "model.pt"
+    save_model(old, seed=7)
+    with tracking.start_run("train", "jpeg-restoration") as run:
+        tracking.log_artifact(old, tracking.CHECKPOINT_ARTIFACT)  # the layout before pyfunc models
+    tracking.register_version("jpeg-restoration", run.info.run_id, {KEY: 5.0, "arch": "qacnet"}, ("champion",))
+    with pytest.raises(Exception):  # noqa: B017 (MLflow's error for a folder without MLmodel varies)
+        mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
+
+    write_candidate(root, -30.0, seed=1)
+    stage.register(load(root), root)  # v2: v1 upgraded; v3: the shipped model; v4: the candidate
+    assert aliases() == {"champion": "2", "previous": None, "candidate": "4"}
+    champion = tracking.alias_version("jpeg-restoration", "champion")
+    assert champion["tags"]["upgraded_from"] == "1" and champion["tags"][KEY] == "5.0"
+    assert tracking.checkpoint_from_uri("models:/jpeg-restoration@champion").read_bytes() == old.read_bytes()
+    assert mlflow.pyfunc.load_model("models:/jpeg-restoration@champion").metadata.signature is not None
+    stage.register(load(root), root)  # nothing left to upgrade
+    assert len(tracking.registered_versions("jpeg-restoration")) == 5
