@@ -76,9 +76,15 @@ def test_one_artifact_two_front_doors(registry, photo, one_torch_thread):
     out = model.predict(pd.DataFrame({"image": [jpeg, gray]}), params={"qf": 50, "tile": 128})
     assert list(out.qf_source) == ["user", "user"] and list(out.qf) == [50.0, 50.0]
     assert images.decode_image(out.image[1]).gray  # grayscale in, grayscale out
-    out = model.predict(pd.DataFrame({"image": [gray]}), params={"base64": True, "tta": True})
-    assert out.qf_source[0] == "estimated"
-    assert images.decode_image(base64.b64decode(out.image[0])).rgb.shape == rgb.shape
+    small = images.encode_png(rgb[:24, :40])  # x8 TTA: a small one
+    out = model.predict(pd.DataFrame({"image": [small]}), params={"base64": True, "tta": True})
+    assert out.qf_source[0] == "estimated" and images.decode_image(base64.b64decode(out.image[0])).rgb.shape == (
+        24,
+        40,
+        3,
+    )
+    run_id = tracking.alias_version("jpeg-restoration", "champion")["run_id"]
+    assert tracking.checkpoint_from_uri(f"runs:/{run_id}/model").read_bytes() == SHIPPED.read_bytes()
 
 
 def test_model_folder_is_self_describing(registry):
