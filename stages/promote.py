@@ -24,15 +24,15 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import images, tracking
 from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
-from pipeline.datasets import eval_pairs
-from pipeline.evaluation import evaluate_pairs, summarize
+from pipeline.datasets import EvalPair, eval_pairs
+from pipeline.evaluation import evaluate_grid
 from pipeline.mlflow_model import upgrade_aliases
 from pipeline.params import Params, ParamsError, load
 from stages.make_testsets import jpeg_dir, refs_dir
@@ -54,15 +54,8 @@ def primary_key(sets: list[str], qfs: list[int]) -> str:
     return f"score.psnr_gain_blind.{'+'.join(sets)}.qf{'-'.join(map(str, qfs))}"
 
 
-def evaluate_grid(checkpoint: Path, root: Path, sets: list[str], qfs: list[int], modes=("blind", "header")) -> dict:
-    """Per set and QF, the evaluate stage's summary of a checkpoint (``results`` of metrics.json)."""
-    model, _ = load_checkpoint(checkpoint)
-    results: dict[str, dict[str, dict]] = {}
-    for s in sets:
-        for q in qfs:
-            summary = summarize(evaluate_pairs(eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s)), model, modes))
-            results.setdefault(s, {})[str(q)] = {**summary, "n": summary["jpeg"]["n"]}
-    return results
+def pairs_in(root: Path) -> Callable[[str, int], list[EvalPair]]:
+    return lambda s, q: eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s))
 
 
 def primary_value(results: dict, sets: list[str], qfs: list[int]) -> float:
@@ -71,7 +64,26 @@ def primary_value(results: dict, sets: list[str], qfs: list[int]) -> float:
 
 def score(checkpoint: Path, root: Path, sets: list[str], qfs: list[int]) -> float:
     """Mean blind-mode PSNR gain of a checkpoint on the generated test sets."""
-    return primary_value(evaluate_grid(checkpoint, root, sets, qfs, ("blind",)), sets, qfs)
+    return primary_value(
+        evaluate_grid(load_checkpoint(checkpoint)[0], pairs_in(root), sets, qfs, ("blind",)), sets, qfs
+    )
+
+
+def cover_evaluation(params: Params, root: Path, version: dict, sets: list[str], qfs: list[int]) -> None:
+    """Make a version's stored evaluation (``evaluate/metrics.json`` in its run, what the app's Results
+    page compares) cover these test sets and QFs: score what is missing and log the merged file."""
+    path = tracking.run_artifact(version["run_id"], "evaluate/metrics.json")
+    evaluation = json.loads(path.read_text()) if path else {"results": {}}
+    missing = [(s, q) for s in sets for q in qfs if str(q) not in evaluation["results"].get(s, {})]
+    if not missing:
+        return
+    uri = f"models:/{params.register.model_name}/{version['version']}"
+    model = load_checkpoint(tracking.checkpoint_from_uri(uri))[0]
+    grid = evaluate_grid(model, pairs_in(root), sorted({s for s, _ in missing}), sorted({q for _, q in missing}))
+    for s, by_qf in grid.items():
+        evaluation["results"].setdefault(s, {}).update(by_qf)
+    with tracking.start_run("evaluate", params.tracking.experiment, run_id=version["run_id"]):
+        tracking.log_dict(evaluation, "evaluate/metrics.json")
 
 
 def version_score(name: str, version: dict, key: str, root: Path, sets: list[str], qfs: list[int]) -> float:
@@ -108,8 +120,7 @@ def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: li
         return champion
     facts = describe(read_checkpoint(path))
     grid_sets = list(dict.fromkeys([*params.data.test_sets, *sets]))  # every test set: the Results page compares
-    grid_qfs = sorted({*params.data.qfs, *qfs})
-    results = evaluate_grid(path, root, grid_sets, grid_qfs)
+    results = evaluate_grid(load_checkpoint(path)[0], pairs_in(root), grid_sets, sorted({*params.data.qfs, *qfs}))
     value = primary_value(results, sets, qfs)
     evaluation = {"model": {**facts, "checkpoint": str(params.register.pretrained)},
                   "primary": {"name": "psnr_gain", "mode": "blind", "sets": sets, "qfs": qfs, "value": value},
@@ -172,6 +183,8 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
             if champion:
                 tracking.set_alias(name, "previous", champion["version"])
             tracking.set_alias(name, "champion", version)
+    if not promote and champion["run_id"]:  # the app's Results page compares it with the candidate, QF by QF
+        cover_evaluation(params, root, champion, list(params.data.test_sets), list(params.data.qfs))
     decision = {
         "model_name": name, "metric": key, "threshold": params.register.threshold, "forced": force,
         "candidate": {"version": version, "value": value, "run_id": run_id},

@@ -279,8 +279,8 @@ def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
 
 
 def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
-    """A store from before: the champion is a bare model/model.pt. The next promotion registers it
-    again as an MLflow model (same checkpoint and tags) and moves its alias there."""
+    """A store from before: the champion is a bare model/model.pt, with no evaluation. The next promotion
+    registers it again as an MLflow model (same checkpoint and tags), moves its alias there and scores it."""
     old = tmp_path / "old" / "model.pt"
     save_model(old, seed=7)
     with tracking.start_run("train", "jpeg-restoration") as run:
@@ -296,5 +296,8 @@ def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
     assert champion["tags"]["upgraded_from"] == "1" and champion["tags"][KEY] == "5.0"
     assert tracking.checkpoint_from_uri("models:/jpeg-restoration@champion").read_bytes() == old.read_bytes()
     assert mlflow.pyfunc.load_model("models:/jpeg-restoration@champion").metadata.signature is not None
+    # It kept the champion, so its evaluation now covers the candidate's test set and QFs (the Results page).
+    evaluation = json.loads(tracking.run_artifact(champion["run_id"], "evaluate/metrics.json").read_text())
+    assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
     stage.register(load(root), root)  # nothing left to upgrade
     assert len(tracking.registered_versions("jpeg-restoration")) == 5
