@@ -118,7 +118,8 @@ def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: li
     digest = file_sha256(path)
     if any(v["tags"].get("pretrained_sha256") == digest for v in tracking.registered_versions(name)):
         return champion
-    facts = describe(read_checkpoint(path))
+    ckpt = read_checkpoint(path)
+    facts = describe(ckpt)
     grid_sets = list(dict.fromkeys([*params.data.test_sets, *sets]))  # every test set: the Results page compares
     results = evaluate_grid(load_checkpoint(path)[0], pairs_in(root), grid_sets, sorted({*params.data.qfs, *qfs}))
     value = primary_value(results, sets, qfs)
@@ -129,7 +130,7 @@ def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: li
         tracking.log_checkpoint(path)
         if (path.parent / "MODEL_CARD.md").is_file():
             tracking.log_artifact(path.parent / "MODEL_CARD.md", tracking.CHECKPOINT_ARTIFACT)
-        tracking.log_params({"source": str(params.register.pretrained), **facts})
+        tracking.log_params({"source": str(params.register.pretrained), "gpu": ckpt["meta"].get("gpu"), **facts})
         tracking.log_metrics({"primary_psnr_gain": value})
         tracking.log_dict(evaluation, "evaluate/metrics.json")  # where the evaluate stage puts a trained model's
     tags = {"source": str(params.register.pretrained), "pretrained_sha256": digest, key: value, "primary_key": key,
