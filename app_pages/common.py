@@ -6,6 +6,7 @@ Paths are relative to the working directory (``streamlit run app.py`` from the c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,16 +17,20 @@ import torch
 from torch import nn
 
 from pipeline import datasets, params, tracking
-from pipeline.checkpoint import CheckpointError, load_checkpoint
+from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+def project_dir() -> Path:
+    """The checkout the app serves: the working directory when it holds params.yaml, else the one of app.py."""
+    return Path.cwd() if Path("params.yaml").is_file() else APP_ROOT
+
+
 def load_params() -> params.Params:
     """./params.yaml when the app runs in a checkout, else the one beside app.py."""
-    local = Path("params.yaml")
-    return params.load(local if local.is_file() else APP_ROOT / "params.yaml")
+    return params.load(project_dir() / "params.yaml")
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -38,6 +43,31 @@ def load_model(source: str) -> tuple[nn.Module, dict[str, Any]]:
 @st.cache_data(ttl=60, show_spinner=False)
 def _champion(name: str, uri: str) -> dict[str, Any] | None:
     return tracking.alias_version(name, "champion")  # ``uri`` is only part of the cache key
+
+
+@st.cache_data(show_spinner="Reading the checkpoint...")
+def version_facts(name: str, version: str, uri: str) -> dict[str, Any]:
+    """Arch, parameters, steps and data of a registered version, read from its checkpoint
+    (for versions registered without these tags); {} when it cannot be read."""
+    try:
+        return describe(read_checkpoint(tracking.checkpoint_from_uri(f"models:/{name}/{version}")))
+    except (LookupError, CheckpointError):
+        return {}
+
+
+@st.cache_data(show_spinner=False)
+def run_evaluation(run_id: str, uri: str) -> dict[str, Any] | None:
+    """The evaluate stage's metrics.json logged in a run (``evaluate/metrics.json``), or None."""
+    path = tracking.run_artifact(run_id, "evaluate/metrics.json")
+    try:
+        return json.loads(path.read_text()) if path else None
+    except ValueError:
+        return None
+
+
+def registry_changed() -> None:
+    """After moving an alias: forget what the pages cached about the registry."""
+    _champion.clear()
 
 
 def checkpoint_files(folder: Path = Path("models")) -> list[str]:

@@ -1,4 +1,4 @@
-"""Results page: the evaluation report in reports/ and a comparison of the MLflow runs."""
+"""Results page: the champion against the latest candidate, the evaluation report in reports/, the MLflow runs."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import common, tables
 from pipeline import tracking
 
 REPORTS = Path("reports")
@@ -29,17 +29,90 @@ def results_table(results: dict, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["set", "QF"])
 
 
-st.title("Results")
-st.header("Evaluation")
-metrics_file, plots = REPORTS / "metrics.json", sorted((REPORTS / "plots").glob("*.png"))
-if not metrics_file.is_file() and not plots:
-    st.info("No evaluation reports yet: reports/ is empty. Run the pipeline (`dvc repro`) to evaluate a model.")
-if metrics_file.is_file():
+def read_report(path: Path) -> dict:
     try:
-        report = json.loads(metrics_file.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        st.error(f"{metrics_file} cannot be read: {e}")
-        report = {}
+        st.error(f"{path} cannot be read: {e}")
+        return {}
+
+
+def evaluation(version: dict | None, local: dict) -> dict | None:
+    """A version's evaluation: reports/metrics.json when it scored this version, else the one in its run."""
+    if version is None or not version["run_id"]:
+        return None
+    if local.get("model", {}).get("run_id") == version["run_id"]:
+        return local
+    return common.run_evaluation(version["run_id"], tracking.tracking_uri())
+
+
+def real_world(report: dict) -> None:
+    """The real-world cases' table, when the evaluation has one (key ``real_world`` or reports/real_world.*)."""
+    data = report.get("real_world")
+    if data is None and (REPORTS / "real_world.json").is_file():
+        data = read_report(REPORTS / "real_world.json")
+    frame = tables.real_world_frame(data) if data is not None else None
+    if frame is None and (REPORTS / "real_world.csv").is_file():
+        frame = pd.read_csv(REPORTS / "real_world.csv")
+    if frame is not None:
+        st.subheader("Real-world cases")
+        st.dataframe(frame, hide_index=True)
+
+
+def warn(who: str, negative_gains: list) -> None:
+    if negative_gains:
+        worse = "\n".join(f"- {w}" for w in tables.warning_sentences(negative_gains))
+        st.warning(f"{who} made these worse than the JPEG input:\n{worse}")
+
+
+st.title("Results")
+metrics_file, plots = REPORTS / "metrics.json", sorted((REPORTS / "plots").glob("*.png"))
+report = read_report(metrics_file) if metrics_file.is_file() else {}
+name = common.load_params().register.model_name
+champion, candidate = tracking.alias_version(name, "champion"), tracking.alias_version(name, "candidate")
+champ_eval, cand_eval = evaluation(champion, report), evaluation(candidate, report)
+if not metrics_file.is_file() and not plots and not (champ_eval or cand_eval):
+    st.info("No evaluation reports yet: reports/ is empty. Run the pipeline (`dvc repro`) to evaluate a model.")
+
+comparing = bool(champion and candidate and champ_eval and cand_eval)
+if comparing:
+    st.header("Champion and latest candidate")
+    champ_label, cand_label = f"champion v{champion['version']}", f"candidate v{candidate['version']}"
+    if champion["version"] == candidate["version"]:
+        st.success(f"The latest candidate, version {candidate['version']}, is the champion.")
+    else:
+        mode = st.radio("QF given to the models", list(tables.MODES), format_func=tables.MODES.get, horizontal=True)
+        table = tables.comparison(champ_eval.get("results", {}), cand_eval.get("results", {}), mode)
+        if table.empty:
+            st.info(f"Version {champion['version']} and version {candidate['version']} were not scored on a "
+                    "common test set and QF: nothing to compare.")  # fmt: skip
+        else:
+            values = [e.get("primary", {}).get("value") for e in (champ_eval, cand_eval)]
+            if all(isinstance(v, (int, float)) for v in values):
+                left, right = st.columns(2)
+                left.metric(f"Primary metric, {champ_label}", f"{values[0]:+.3f} dB")
+                right.metric(
+                    f"Primary metric, {cand_label}", f"{values[1]:+.3f} dB", f"{values[1] - values[0]:+.3f} dB"
+                )
+            st.markdown(tables.verdict(table, champ_label, cand_label))
+            formats = {c: st.column_config.NumberColumn(format="%.4f" if "SSIM" in c else "%.3f")
+                       for c in table.columns if c not in ("set", "QF", "images")}  # fmt: skip
+            st.dataframe(table, hide_index=True, column_config=formats)
+            both = {champ_label: champ_eval.get("results", {}), cand_label: cand_eval.get("results", {})}
+            st.caption(f"PSNR gain over the JPEG input by QF, {tables.MODES[mode]}")
+            st.line_chart(tables.gain_curves(both, mode), x_label="JPEG quality factor", y_label="PSNR gain (dB)")
+    compared = {champion["version"]: (champ_label, champ_eval), candidate["version"]: (cand_label, cand_eval)}
+    for label, ev in compared.values():
+        warn(label, tables.negative_gains(ev.get("results", {})))
+elif champion or candidate:
+    missing = [f"{a} v{v['version']}" for a, v, e in (("champion", champion, champ_eval), ("candidate", candidate, cand_eval))
+               if v and not e]  # fmt: skip
+    st.info(f"No stored evaluation for {', '.join(missing)} (evaluate/metrics.json in its MLflow run): "
+            "the champion-candidate comparison needs both. `dvc repro` evaluates and registers a candidate.")  # fmt: skip
+
+if report:
+    model = report.get("model", {})
+    st.header("Model evaluated last" + (f" ({model.get('arch')}, run {str(model.get('run_id'))[:8]})" if model else ""))
     primary = report.get("primary")
     if primary:
         where = f"{', '.join(map(str, primary.get('sets', [])))} at QF {', '.join(map(str, primary.get('qfs', [])))}"
@@ -49,12 +122,12 @@ if metrics_file.is_file():
     if report.get("results"):
         metric = st.selectbox("Metric", METRICS, format_func=lambda m: m.upper().replace("_Y", " (luma)"))
         st.dataframe(results_table(report["results"], metric), hide_index=True)
-    if report.get("negative_gains"):
-        worse = "\n".join(f"- {g}" for g in report["negative_gains"])
-        st.warning(f"Restoration made these worse than the JPEG input:\n{worse}")
-    if report.get("model"):
+    if not (comparing and (report is champ_eval or report is cand_eval)):  # else its warnings are above
+        warn("Restoration", report.get("negative_gains", []))
+    real_world(report)
+    if model:
         with st.expander("Model evaluated"):
-            st.json(report["model"])
+            st.json(model)
 for plot in plots:
     st.image(str(plot), caption=plot.stem)
 

@@ -100,3 +100,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta.setdefault("arch", ckpt["arch"])
     meta.setdefault("kwargs", ckpt["kwargs"])
     return model.to(device).eval(), meta
+
+
+def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What people ask of a model, from a raw checkpoint (``read_checkpoint``): architecture,
+    parameter count, training steps over every phase (``meta["history"]``) and training data."""
+    meta = ckpt.get("meta", {})
+    phases = [*meta.get("history", []), meta]
+    steps = sum(p["steps"] for p in phases if isinstance(p.get("steps"), int))
+    data = meta.get("data") or ", ".join(meta.get("train_sets", []))
+    if data and isinstance(meta.get("train_images"), int):
+        data = f"{data} ({meta['train_images']} training images)"
+    params = meta.get("params")
+    if not isinstance(params, int):
+        params = sum(w.numel() for w in ckpt["weights"].values() if w.is_floating_point())
+    return {"arch": ckpt["arch"], "params": params, "steps": steps or None, "data": data or None}

@@ -104,6 +104,18 @@ def summarize(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def evaluate_grid(model: nn.Module, pairs: Callable[[str, int], list[EvalPair]], sets: Sequence[str],
+                  qfs: Sequence[int], modes: tuple[Mode, ...] = ("blind", "header")) -> dict[str, dict[str, dict]]:  # fmt: skip
+    """``summarize`` per test set and QF, shaped as metrics.json's ``results``: {set: {"<qf>": summary}},
+    each summary with the image count ``n``. ``pairs(set, qf)`` lists the set's pairs at that QF."""
+    results: dict[str, dict[str, dict]] = {}
+    for s in sets:
+        for q in qfs:
+            summary = summarize(evaluate_pairs(pairs(s, q), model, modes))
+            results.setdefault(s, {})[str(q)] = {**summary, "n": summary["jpeg"]["n"]}
+    return results
+
+
 def qf_error(rows: Sequence[dict], true_qf: float, key: str = "qf_est") -> float | None:
     """Mean absolute error of a QF estimate against the QF the test set was made with
     (``qf_est``: the blind estimate used; ``qf_net``: the learned head alone)."""

@@ -30,6 +30,7 @@ IJG_CHROMA = np.array(
     dtype=np.int64,
 )  # fmt: skip
 LATTICE_MIN_SCORE = 0.05  # an aligned single JPEG scores 0.1 to 0.9; no lattice about 0
+LATTICE_MIN_BLOCKS = 32  # fewer whole blocks (a 40x64 crop) than this: too few to tell a lattice from chance
 SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}  # Pillow's get_sampling codes
 
 
@@ -139,7 +140,7 @@ def lattice_scores(y: np.ndarray, offset: tuple[int, int], max_blocks: int = 102
     coef = block_dct(y, offset).reshape(-1, 64)
     if len(coef) > max_blocks:
         coef = coef[np.linspace(0, len(coef) - 1, max_blocks).astype(int)]
-    if len(coef) == 0:
+    if len(coef) < LATTICE_MIN_BLOCKS:
         return np.full(100, -1.0)
     nonzero = np.abs(coef) > 1.0  # (n, 64)
     counts = nonzero.sum(axis=0)  # (64,)

@@ -235,18 +235,15 @@ def gain_plot(set_name: str, rows: list[dict[str, Any]]) -> bytes:
 
 
 def train_plot(log: list[dict[str, Any]]) -> bytes:
-    """PNG: training loss and validation PSNR (model and JPEG input) vs step."""
-    fig, (ax_loss, ax_val) = _figure(2)
-    _draw(ax_loss, ("training loss", "step", "loss"), log, "step", {"loss": "loss"})
-    if ax_loss.lines and min(ax_loss.lines[0].get_ydata()) > 0:
-        ax_loss.set_yscale("log")  # the loss falls by orders of magnitude early on
-    _draw(
-        ax_val,
-        ("validation PSNR", "step", "PSNR (dB)"),
-        log,
-        "step",
-        {"model": "val_psnr", "JPEG input": "val_psnr_jpeg"},
-    )
+    """PNG: training loss and, when validation ran, validation PSNR (model and JPEG input) vs step."""
+    validated = any(r.get("val_psnr") is not None for r in log)
+    fig, axes = _figure(2 if validated else 1)
+    _draw(axes[0], ("training loss", "step", "loss"), log, "step", {"loss": "loss"})
+    if axes[0].lines and min(axes[0].lines[0].get_ydata()) > 0:
+        axes[0].set_yscale("log")  # the loss falls by orders of magnitude early on
+    if validated:  # no empty frame when no validation ran
+        labels = ("validation PSNR", "step", "PSNR (dB)")
+        _draw(axes[1], labels, log, "step", {"model": "val_psnr", "JPEG input": "val_psnr_jpeg"})
     return _png(fig)
 
 

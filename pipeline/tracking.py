@@ -1,4 +1,4 @@
-"""MLflow, in one place (the only module that imports mlflow).
+"""MLflow's store and registry, in one place (with mlflow_model.py, the pyfunc model, the only mlflow imports).
 
 Store and registry: ``sqlite:///<root>/mlflow.db`` where root is ``$DVC_ROOT`` (set by DVC for
 every stage, and pointing at the real repo even inside ``dvc exp run --temp/--queue``) or the
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -130,10 +129,11 @@ def active_run_id() -> str | None:
 
 
 # ---- model registry -------------------------------------------------------------------------
-# A registered version's source is the run artifact folder holding our own self-describing
-# checkpoint (model.pt); the network is rebuilt from our code with weights-only loading.
+# A registered version's source is the run artifact folder ``model/``: an MLflow pyfunc model
+# around our self-describing checkpoint (pipeline/mlflow_model.py). This project rebuilds the
+# network from the checkpoint with weights-only loading; MLflow's tools load the pyfunc model.
 
-CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run that holds model.pt
+CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run: the pyfunc model holding model.pt
 
 
 def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tuple[str, ...] = ()) -> str:
@@ -144,22 +144,20 @@ def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tupl
     except mlflow.exceptions.MlflowException:
         pass  # it exists (or another process just created it)
     source = f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}"
-    mv = client.create_model_version(name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
+    tags = {k: str(v) for k, v in tags.items() if v is not None}
+    mv = client.create_model_version(name, source, run_id=run_id, tags=tags)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
 
 
 def log_checkpoint(path: str | Path) -> None:
-    """Log a checkpoint as ``model/model.pt`` in the active run, whatever its file name, so
-    that ``checkpoint_from_uri`` finds it."""
-    path = Path(path)
-    if path.name == "model.pt":
-        mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
-        return
+    """Log a checkpoint in the active run as the pyfunc model folder ``model/`` (its file at
+    ``model/artifacts/model.pt``), whatever its file name: what ``register_version`` registers."""
+    from pipeline.mlflow_model import save_pyfunc  # imports torch: only where a model is logged
+
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copyfile(path, Path(tmp) / "model.pt")
-        mlflow.log_artifact(str(Path(tmp) / "model.pt"), CHECKPOINT_ARTIFACT)
+        mlflow.log_artifacts(str(save_pyfunc(path, Path(tmp) / CHECKPOINT_ARTIFACT)), CHECKPOINT_ARTIFACT)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
@@ -220,11 +218,26 @@ def checkpoint_from_uri(uri: str) -> Path:
         source = uri
     else:
         raise LookupError(f"{uri}: expected models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/model")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
-    path = local / "model.pt" if local.is_dir() else local
-    if not path.is_file():
-        raise LookupError(f"{uri}: artifact {source} holds no model.pt")
-    return path
+    # A pyfunc model folder keeps it in artifacts/; versions registered before that, at the top.
+    for rel in ("artifacts/model.pt", "model.pt"):
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.rstrip('/')}/{rel}"))
+        except (mlflow.exceptions.MlflowException, OSError):
+            continue
+        if path.is_file():
+            return path
+    raise LookupError(f"{uri}: artifact {source} holds no model.pt")
+
+
+def run_artifact(run_id: str, path: str) -> Path | None:
+    """A local copy of a run's artifact file, or None when the run has no such file."""
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri())
+        )
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return local if local.is_file() else None
 
 
 def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:

@@ -9,7 +9,8 @@ the same test images: a champion scored on other sets is re-scored first. When t
 has no champion yet, the shipped ``register.pretrained`` model becomes the first one; a newer
 shipped model (new file content) goes through the same gate against the current champion.
 
---force promotes the candidate whatever the numbers; --rollback gives ``champion`` back to
+--force promotes the candidate whatever the numbers (``--force --version N``: an already
+registered version N, as the app's Models page does); --rollback gives ``champion`` back to
 ``previous``. The decision goes to reports/promotion.json and to MLflow. A file lock around the
 read-compare-move keeps concurrent experiments from racing the alias.
 """
@@ -23,15 +24,16 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import images, tracking
-from pipeline.checkpoint import CheckpointError, load_checkpoint
-from pipeline.datasets import eval_pairs
-from pipeline.evaluation import evaluate_pairs, summarize
+from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
+from pipeline.datasets import EvalPair, eval_pairs
+from pipeline.evaluation import evaluate_grid
+from pipeline.mlflow_model import upgrade_aliases
 from pipeline.params import Params, ParamsError, load
 from stages.make_testsets import jpeg_dir, refs_dir
 
@@ -52,15 +54,36 @@ def primary_key(sets: list[str], qfs: list[int]) -> str:
     return f"score.psnr_gain_blind.{'+'.join(sets)}.qf{'-'.join(map(str, qfs))}"
 
 
+def pairs_in(root: Path) -> Callable[[str, int], list[EvalPair]]:
+    return lambda s, q: eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s))
+
+
+def primary_value(results: dict, sets: list[str], qfs: list[int]) -> float:
+    return float(np.mean([results[s][str(q)]["blind"]["gain"] for s in sets for q in qfs]))
+
+
 def score(checkpoint: Path, root: Path, sets: list[str], qfs: list[int]) -> float:
     """Mean blind-mode PSNR gain of a checkpoint on the generated test sets."""
-    model, _ = load_checkpoint(checkpoint)
-    gains = []
-    for s in sets:
-        for q in qfs:
-            rows = evaluate_pairs(eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s)), model, ("blind",))
-            gains.append(summarize(rows)["blind"]["gain"])
-    return float(np.mean(gains))
+    return primary_value(
+        evaluate_grid(load_checkpoint(checkpoint)[0], pairs_in(root), sets, qfs, ("blind",)), sets, qfs
+    )
+
+
+def cover_evaluation(params: Params, root: Path, version: dict, sets: list[str], qfs: list[int]) -> None:
+    """Make a version's stored evaluation (``evaluate/metrics.json`` in its run, what the app's Results
+    page compares) cover these test sets and QFs: score what is missing and log the merged file."""
+    path = tracking.run_artifact(version["run_id"], "evaluate/metrics.json")
+    evaluation = json.loads(path.read_text()) if path else {"results": {}}
+    missing = [(s, q) for s in sets for q in qfs if str(q) not in evaluation["results"].get(s, {})]
+    if not missing:
+        return
+    uri = f"models:/{params.register.model_name}/{version['version']}"
+    model = load_checkpoint(tracking.checkpoint_from_uri(uri))[0]
+    grid = evaluate_grid(model, pairs_in(root), sorted({s for s, _ in missing}), sorted({q for _, q in missing}))
+    for s, by_qf in grid.items():
+        evaluation["results"].setdefault(s, {}).update(by_qf)
+    with tracking.start_run("evaluate", params.tracking.experiment, run_id=version["run_id"]):
+        tracking.log_dict(evaluation, "evaluate/metrics.json")
 
 
 def version_score(name: str, version: dict, key: str, root: Path, sets: list[str], qfs: list[int]) -> float:
@@ -95,16 +118,23 @@ def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: li
     digest = file_sha256(path)
     if any(v["tags"].get("pretrained_sha256") == digest for v in tracking.registered_versions(name)):
         return champion
-    _, meta = load_checkpoint(path)
-    value = score(path, root, sets, qfs)
+    ckpt = read_checkpoint(path)
+    facts = describe(ckpt)
+    grid_sets = list(dict.fromkeys([*params.data.test_sets, *sets]))  # every test set: the Results page compares
+    results = evaluate_grid(load_checkpoint(path)[0], pairs_in(root), grid_sets, sorted({*params.data.qfs, *qfs}))
+    value = primary_value(results, sets, qfs)
+    evaluation = {"model": {**facts, "checkpoint": str(params.register.pretrained)},
+                  "primary": {"name": "psnr_gain", "mode": "blind", "sets": sets, "qfs": qfs, "value": value},
+                  "results": results}  # fmt: skip
     with tracking.start_run("register_pretrained", params.tracking.experiment) as run:
         tracking.log_checkpoint(path)
-        tracking.log_params(
-            {"source": str(params.register.pretrained), "steps": meta.get("steps"), "gpu": meta.get("gpu")}
-        )
+        if (path.parent / "MODEL_CARD.md").is_file():
+            tracking.log_artifact(path.parent / "MODEL_CARD.md", tracking.CHECKPOINT_ARTIFACT)
+        tracking.log_params({"source": str(params.register.pretrained), "gpu": ckpt["meta"].get("gpu"), **facts})
         tracking.log_metrics({"primary_psnr_gain": value})
+        tracking.log_dict(evaluation, "evaluate/metrics.json")  # where the evaluate stage puts a trained model's
     tags = {"source": str(params.register.pretrained), "pretrained_sha256": digest, key: value, "primary_key": key,
-            "primary_value": value}  # fmt: skip
+            "primary_value": value, **{k: v for k, v in facts.items() if v is not None}}  # fmt: skip
     version = tracking.register_version(name, run.info.run_id, tags)
     if champion is None:
         tracking.set_alias(name, "champion", version)
@@ -134,13 +164,17 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
     if not run_id or not tracking.run_exists(run_id):  # trained elsewhere: log the checkpoint now
         with tracking.start_run("register", params.tracking.experiment) as run:
             tracking.log_checkpoint(root / "models" / "model.pt")
+            tracking.log_artifact(root / "reports" / "metrics.json", "evaluate")  # for the app's Results page
         run_id = run.info.run_id
     tags = {"primary_key": key, "primary_value": value, key: value, "arch": meta["arch"], "steps": meta.get("steps"),
+            "params": meta.get("params"), "data": ", ".join(meta.get("train_sets", [])) or None,
             "params_digest": meta.get("params_digest"), "git_commit": meta.get("git_commit")}  # fmt: skip
     for s, by_qf in metrics["results"].items():
         for q, r in by_qf.items():
             tags[f"gain_blind.{s}.qf{q}"] = round(r["blind"]["gain"], 4)
     with registry_lock():
+        for old, new in upgrade_aliases(name, params.tracking.experiment).items():
+            print(f"version {old} was registered before versions were MLflow models: now version {new}")
         champion = adopt_shipped(params, root, key, sets, qfs, tracking.alias_version(name, "champion"))
         version = tracking.register_version(name, run_id, tags, aliases=("candidate",))
         champ_value = version_score(name, champion, key, root, sets, qfs) if champion else None
@@ -150,6 +184,8 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
             if champion:
                 tracking.set_alias(name, "previous", champion["version"])
             tracking.set_alias(name, "champion", version)
+    if not promote and champion["run_id"]:  # the app's Results page compares it with the candidate, QF by QF
+        cover_evaluation(params, root, champion, list(params.data.test_sets), list(params.data.qfs))
     decision = {
         "model_name": name, "metric": key, "threshold": params.register.threshold, "forced": force,
         "candidate": {"version": version, "value": value, "run_id": run_id},
@@ -158,6 +194,25 @@ def register(params: Params, root: Path, force: bool = False) -> dict:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
     _record(params, root, decision, run_id)
+    return decision
+
+
+def promote_version(params: Params, root: Path, version: str) -> dict:
+    """Give ``champion`` to a registered ``version`` whatever its numbers (``--force --version``);
+    the old champion keeps ``previous``."""
+    name = params.register.model_name
+    with registry_lock():
+        champion = tracking.alias_version(name, "champion")
+        if not any(v["version"] == str(version) for v in tracking.registered_versions(name)):
+            raise PromotionError(f"{name}: no version {version} in the registry")
+        if champion and champion["version"] == str(version):
+            raise PromotionError(f"{name}: version {version} is already the champion")
+        if champion:
+            tracking.set_alias(name, "previous", champion["version"])
+        tracking.set_alias(name, "champion", str(version))
+    decision = {"model_name": name, "forced": True, "promoted": True, "champion_before": champion and champion["version"],
+                "champion_after": str(version), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    _record(params, root, decision, None)
     return decision
 
 
@@ -187,16 +242,26 @@ def main(argv: list[str] | None = None) -> int:
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--force", action="store_true", help="promote the candidate whatever the numbers")
     group.add_argument("--rollback", action="store_true", help="give the champion alias back to 'previous'")
+    ap.add_argument("--version", help="with --force: promote this registered version instead of registering one")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
+    if args.version and not args.force:
+        ap.error("--version needs --force")
     try:
         params = load(args.params)
-        d = rollback(params, Path.cwd()) if args.rollback else register(params, Path.cwd(), args.force)
+        if args.rollback:
+            d = rollback(params, Path.cwd())
+        elif args.version:
+            d = promote_version(params, Path.cwd(), args.version)
+        else:
+            d = register(params, Path.cwd(), args.force)
     except (ParamsError, PromotionError, CheckpointError, images.ImageError, LookupError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.rollback:
         print(f"rolled back: champion is now version {d['champion_after']} (was {d['champion_before']})")
+    elif args.version:
+        print(f"version {d['champion_after']} promoted to champion (was {d['champion_before']})")
     elif d["champion_before"] is None:
         print(f"version {d['candidate']['version']} is the first champion ({d['candidate']['value']:+.3f} dB)")
     else:

@@ -173,7 +173,7 @@ def test_models_page(registry):
     assert not at.exception
     versions = at.dataframe[0].value
     assert list(versions["version"]) == [1] and list(versions["aliases"]) == ["champion"]
-    assert versions["primary_value"][0] == 0.42
+    assert versions["primary metric (dB)"][0] == 0.42 and versions["arch"][0] == "qacnet"  # arch from the checkpoint
 
 
 def test_models_page_without_versions(mlflow_uri):

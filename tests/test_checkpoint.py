@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_weights, save_checkpoint
+from pipeline.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    describe,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
 from pipeline.models import build_model
 
 KWARGS = {"width": 8, "mid_blocks": 1, "enc_blocks": (1, 1), "dec_blocks": (1, 1), "emb_dim": 16}
@@ -141,3 +149,16 @@ def test_atomic_save_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises((AttributeError, pickle.PicklingError)):  # pickle cannot store a lambda
         atomic_save({"f": lambda: 0}, path)
     assert os.listdir(tmp_path) == []
+
+
+def test_describe(tmp_path: Path, model: torch.nn.Module) -> None:
+    shipped = read_checkpoint(Path(__file__).resolve().parent.parent / "models" / "pretrained" / "model.pt")
+    facts = describe(shipped)  # three GPU training phases (the model card's): the earlier ones in meta["history"]
+    assert facts["arch"] == "qacnet" and facts["params"] == 5994377 and facts["steps"] == 13686 + 4392 + 34769
+    assert facts["data"].startswith("train + DIV2K11 + Waterloo13")
+
+    meta = {"steps": 40, "train_sets": ["sample_train"], "train_images": 2}  # what the train stage writes
+    save_checkpoint(tmp_path / "m.pt", "qacnet", KWARGS, model, meta)
+    facts = describe(read_checkpoint(tmp_path / "m.pt"))
+    assert facts == {"arch": "qacnet", "params": sum(p.numel() for p in model.parameters()), "steps": 40,
+                     "data": "sample_train (2 training images)"}  # fmt: skip

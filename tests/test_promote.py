@@ -10,13 +10,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 import yaml
 
 from pipeline import images, params, tracking
 from pipeline.checkpoint import save_checkpoint
-from pipeline.models import build_model
+from pipeline.models import build_model, count_params
 from stages import make_testsets
 from stages import promote as stage
 
@@ -112,6 +113,25 @@ def test_better_candidate_is_promoted(root, tmp_path):
     assert first.read_bytes() == (tmp_path / "pretrained" / "model.pt").read_bytes()
 
 
+def test_shipped_version_describes_itself(root, tmp_path):
+    """The shipped model's version: facts as tags, its evaluation on every test set x QF, an MLflow model."""
+    (tmp_path / "pretrained" / "MODEL_CARD.md").write_text("# Model card\nA noisy tiny model.")
+    write_candidate(root, -30.0, seed=1)
+    stage.register(load(root), root)
+    shipped = tracking.alias_version("jpeg-restoration", "champion")
+    n_params = str(count_params(build_model("qacnet", **TINY)))  # counted from the weights: no meta["params"]
+    assert {k: shipped["tags"][k] for k in ("arch", "params", "steps")} == {"arch": "qacnet", "params": n_params,
+                                                                           "steps": "100"}  # fmt: skip
+    evaluation = json.loads(tracking.run_artifact(shipped["run_id"], "evaluate/metrics.json").read_text())
+    assert evaluation["primary"]["value"] == pytest.approx(float(shipped["tags"][KEY]))
+    assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
+    assert tracking.run_artifact(shipped["run_id"], "model/MODEL_CARD.md").read_text().startswith("# Model card")
+    model = mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
+    assert model.metadata.get_input_schema().input_names() == ["image"]
+    candidate = tracking.alias_version("jpeg-restoration", "candidate")  # trained elsewhere: logged by promote
+    assert json.loads(tracking.run_artifact(candidate["run_id"], "evaluate/metrics.json").read_text())["primary"]
+
+
 def test_worse_candidates_are_not_promoted(root):
     write_candidate(root, -30.0, seed=1)
     d = stage.register(load(root), root)
@@ -154,6 +174,26 @@ def test_force_then_rollback(root, monkeypatch, capsys):
     assert aliases() == {"champion": "1", "previous": "3", "candidate": "3"}
     d = json.loads((root / "reports" / "promotion.json").read_text())
     assert d["rollback"] and (d["champion_before"], d["champion_after"]) == ("3", "1")
+
+
+def test_force_a_registered_version(root, monkeypatch, capsys):
+    monkeypatch.chdir(root)
+    write_candidate(root, -30.0, seed=1)
+    assert stage.main([]) == 0  # v1 shipped (champion), v2 candidate
+    assert stage.main(["--force", "--version", "2"]) == 0
+    assert "version 2 promoted to champion (was 1)" in capsys.readouterr().out
+    assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
+    d = json.loads((root / "reports" / "promotion.json").read_text())
+    assert d["forced"] and (d["champion_before"], d["champion_after"]) == ("1", "2")
+    assert len(tracking.registered_versions("jpeg-restoration")) == 2  # nothing registered
+    for argv, message in ((["--force", "--version", "2"], "version 2 is already the champion"),
+                          (["--force", "--version", "9"], "no version 9 in the registry")):  # fmt: skip
+        assert stage.main(argv) == 1
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        stage.main(["--version", "1"])
+    assert "--version needs --force" in capsys.readouterr().err
+    assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
 
 
 def test_rollback_without_previous(root, monkeypatch, capsys):
@@ -236,3 +276,28 @@ def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
     write_candidate(root, -30.0, seed=4)
     stage.register(load(root), root)  # the same shipped file again: not registered twice
     assert len(tracking.registered_versions("jpeg-restoration")) == 7
+
+
+def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
+    """A store from before: the champion is a bare model/model.pt, with no evaluation. The next promotion
+    registers it again as an MLflow model (same checkpoint and tags), moves its alias there and scores it."""
+    old = tmp_path / "old" / "model.pt"
+    save_model(old, seed=7)
+    with tracking.start_run("train", "jpeg-restoration") as run:
+        tracking.log_artifact(old, tracking.CHECKPOINT_ARTIFACT)  # the layout before pyfunc models
+    tracking.register_version("jpeg-restoration", run.info.run_id, {KEY: 5.0, "arch": "qacnet"}, ("champion",))
+    with pytest.raises(Exception):  # noqa: B017 (MLflow's error for a folder without MLmodel varies)
+        mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
+
+    write_candidate(root, -30.0, seed=1)
+    stage.register(load(root), root)  # v2: v1 upgraded; v3: the shipped model; v4: the candidate
+    assert aliases() == {"champion": "2", "previous": None, "candidate": "4"}
+    champion = tracking.alias_version("jpeg-restoration", "champion")
+    assert champion["tags"]["upgraded_from"] == "1" and champion["tags"][KEY] == "5.0"
+    assert tracking.checkpoint_from_uri("models:/jpeg-restoration@champion").read_bytes() == old.read_bytes()
+    assert mlflow.pyfunc.load_model("models:/jpeg-restoration@champion").metadata.signature is not None
+    # It kept the champion, so its evaluation now covers the candidate's test set and QFs (the Results page).
+    evaluation = json.loads(tracking.run_artifact(champion["run_id"], "evaluate/metrics.json").read_text())
+    assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
+    stage.register(load(root), root)  # nothing left to upgrade
+    assert len(tracking.registered_versions("jpeg-restoration")) == 5

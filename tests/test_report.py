@@ -195,3 +195,10 @@ def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
     assert "| title of never_compressed | - | 2 | 30.00 | 30.00 | +0.000 | - | - | 100% | none 2 |" in md
     assert "never_compressed: 1 reference(s) left out (the reference carries a JPEG lattice)." in md
     assert report.real_world_plot("LIVE1", cases[2:]) is None  # one point per case: nothing to draw
+
+
+def test_train_plot_has_no_empty_validation_frame():
+    log = [{"step": s, "loss": 1.0 / s} for s in range(1, 30)]
+    alone = images.decode_image(report.train_plot(log)).rgb  # no validation ran: the loss panel only
+    with_val = images.decode_image(report.train_plot(log + [{"step": 29, "val_psnr": 30.0, "val_psnr_jpeg": 29.0}])).rgb
+    assert alone.shape[0] == with_val.shape[0] and with_val.shape[1] == pytest.approx(2 * alone.shape[1], rel=0.02)
