@@ -140,12 +140,19 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
     return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
 
 
-def use_projection(projection: str, decision: Decision) -> bool:
-    """Whether the quantization-constraint projection applies: "on" whenever the tables are
-    known, "off" never, "auto" as measured to never lower the mean PSNR (see MODEL_CARD)."""
+def projection_planes(projection: str, decision: Decision) -> tuple[bool, bool]:
+    """(luma, chroma): which planes the quantization-constraint projection clips.
+
+    "auto" (the default) applies only the exact projections: luma whenever the tables and grid
+    are known, chroma when it was not subsampled (4:4:4). "on" also projects 4:2:0 chroma, an
+    approximation (the decoder's upsampling is not inverted) that lowered LIVE1's mean PSNR at
+    QF 90 and 95 (models/pretrained/MODEL_CARD.md); "off" never projects.
+    """
     if projection not in PROJECTIONS:
         raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
-    return projection != "off" and decision.luma_table is not None and decision.source != "user"
+    luma = projection != "off" and decision.luma_table is not None
+    chroma = luma and decision.chroma_table is not None and (projection == "on" or decision.subsampling == "4:4:4")
+    return luma, chroma
 
 
 def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, tile: int = 0, overlap: int = 64,
@@ -158,9 +165,10 @@ def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, til
         return image.astype(np.float32) / 255.0
     padded, (py, px) = align(image, decision.offset)
     out = restore_float(model, padded, decision.qf, tile, overlap, tta, progress=progress)[py:, px:]
-    if use_projection(projection, decision):
-        projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table, decision.offset,
-                                 decision.subsampling)  # fmt: skip
+    luma, chroma = projection_planes(projection, decision)
+    if luma:
+        projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table if chroma else None,
+                                 decision.offset, decision.subsampling)  # fmt: skip
         out = np.clip(projected / 255.0, 0.0, 1.0).astype(np.float32)
     return np.ascontiguousarray(out)
 

@@ -98,6 +98,33 @@ def bench_rows(before: dict, after: dict) -> list[str]:
     return rows
 
 
+def estimator_rows(est: dict) -> list[str]:
+    before, after = est["held_out_mae_before"], est["held_out_mae_after"]
+    return [f"| {case} | {share:.0%} | {before[case]:.1f} | {after[case]:.1f} |" for case, share in est["cases"].items()]
+
+
+def projection_rows(proj: dict) -> list[str]:
+    rows = []
+    for set_name, by_qf in proj.items():
+        for q, r in by_qf.items():
+            rows.append(f"| {set_name} | {q} | {r['jpeg']:.3f} | {r['off']:.3f} | {r['luma'] - r['off']:+.3f} "
+                        f"| {r['on'] - r['off']:+.3f} | {r['images_worse']['on']} of {r['n']} |")  # fmt: skip
+    return rows
+
+
+def real_world_rows(rw: dict) -> list[str]:
+    rows = []
+    for set_name, v in rw["real_world"].items():
+        for r in v["cases"]:
+            used = "-" if r["qf_used_mean"] is None else f"{r['qf_used_mean']:.0f}"
+            sources = ", ".join(f"{k} {n}" for k, n in r["sources"].items())
+            rows.append(f"| {set_name} | {r['title']} | {r['qf'] if r['qf'] is not None else '-'} | {r['psnr_in']:.2f} "
+                        f"| {r['psnr_out']:.2f} | {r['gain']:+.2f} | {used} | {r['unchanged']:.0%} | {sources} |")  # fmt: skip
+        for case, note in v.get("excluded", {}).items():
+            rows.append(f"| {set_name} | {case}: {len(note['images'])} references left out ({note['reason']}) | | | | | | | |")
+    return rows
+
+
 def main() -> int:
     meta = torch.load(HERE / "model.pt", weights_only=True)["meta"]
     phases = [*meta["history"], {k: v for k, v in meta.items() if k != "history"}]

@@ -4,8 +4,9 @@
         --gt ../shared/datasets/LIVE1 --json models/pretrained/live1.json
 
 Makes the JPEGs exactly as the test-set stage does (OpenCV 4:2:0), then scores the JPEG input,
-header mode (QF from the file), blind mode (QF from the pixels: quantization lattice, else the
-learned estimator) and blind_net mode (the learned estimator alone), RGB and Y.
+header mode (QF from the file), blind mode (QF from the pixels: quantization lattice at any grid
+offset, else the learned estimator; pipeline/photo.py) and blind_net mode (the learned
+estimator alone), RGB and Y, with ``--projection`` (default auto, as restore does).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qfs", default="10,20,30,40,50,60,70,80,90")
     ap.add_argument("--modes", default="header,blind,blind_net")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--projection", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument("--key", default="live1", help="the JSON key of the table (the set's name)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     model, meta = load_checkpoint(args.ckpt, args.device)
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / f"qf_{q}"
             for p in images.list_images(args.gt):
                 images.write_bytes(folder / f"{p.stem}.jpg", images.encode_jpeg(images.read_image(p), q))
-            rows = evaluate_pairs(eval_pairs(folder, args.gt), model, tuple(args.modes.split(",")))
+            rows = evaluate_pairs(eval_pairs(folder, args.gt), model, tuple(args.modes.split(",")),
+                                  projection=args.projection)  # fmt: skip
             s = summarize(rows)
             s["qf_est_mae"], s["qf_net_mae"] = qf_error(rows, q), qf_error(rows, q, "qf_net")
             table[str(q)] = s
@@ -49,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         images.write_bytes(
             args.json,
-            json.dumps({"checkpoint": str(args.ckpt), "steps": meta.get("steps"), "live1": table}, indent=1).encode(),
+            json.dumps(
+                {
+                    "checkpoint": str(args.ckpt),
+                    "steps": meta.get("steps"),
+                    "projection": args.projection,
+                    args.key: table,
+                },
+                indent=1,
+            ).encode(),  # fmt: skip
         )
     return 0
 

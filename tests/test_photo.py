@@ -136,8 +136,15 @@ def test_projection_modes(gt: np.ndarray) -> None:
     model = model_reading(80)
     dec = decoded(images.encode_jpeg(gt, 40))
     off, d = photo.restore_photo(model, dec.rgb, dec.header, projection="off")
+    auto, _ = photo.restore_photo(model, dec.rgb, dec.header, projection="auto")
     on, _ = photo.restore_photo(model, dec.rgb, dec.header, projection="on")
-    assert photo.use_projection("on", d) and not photo.use_projection("off", d)
-    assert not np.array_equal(off, on) and np.abs(on - off).max() < 0.5
+    assert photo.projection_planes("off", d) == (False, False)
+    assert photo.projection_planes("auto", d) == (True, False)  # 4:2:0 chroma: only when asked
+    assert photo.projection_planes("on", d) == (True, True)
+    assert not np.array_equal(off, auto) and not np.array_equal(auto, on) and np.abs(on - off).max() < 0.5
+    full = decoded(images.encode_jpeg(gt, 40, subsampling="4:4:4"))
+    assert photo.projection_planes("auto", photo.decide(model, full.rgb, full.header)) == (True, True)
+    png = decoded(images.encode_png(dec.rgb))  # tables from the lattice: luma only (chroma unknown)
+    assert photo.projection_planes("on", photo.decide(model, png.rgb, png.header)) == (True, False)
     with pytest.raises(ValueError, match="projection must be one of"):
-        photo.use_projection("sometimes", d)
+        photo.projection_planes("sometimes", d)
