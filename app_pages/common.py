@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import streamlit as st
-import torch
 from torch import nn
 
 from pipeline import datasets, params, tracking
 from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
+from pipeline.device import pick_device
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -37,7 +37,7 @@ def load_params() -> params.Params:
 def load_model(source: str) -> tuple[nn.Module, dict[str, Any]]:
     """The model at ``source`` (a models:/ URI or a checkpoint path), loaded once per process."""
     path = tracking.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
-    return load_checkpoint(path, "cuda" if torch.cuda.is_available() else "cpu")
+    return load_checkpoint(path, pick_device("auto"))
 
 
 @st.cache_data(ttl=60, show_spinner=False)

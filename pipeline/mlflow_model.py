@@ -28,7 +28,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -36,6 +35,7 @@ from packaging.version import Version
 
 from pipeline import images
 from pipeline.checkpoint import load_checkpoint
+from pipeline.device import pick_device
 from pipeline.photo import restore_photo
 from pipeline.restore import encode_output
 
@@ -78,8 +78,7 @@ class JpegRestorationModel(mlflow.pyfunc.PythonModel):
     """Loads the checkpoint once (GPU when there is one) and restores each row's image."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model, self.meta = load_checkpoint(context.artifacts[CHECKPOINT], device)
+        self.model, self.meta = load_checkpoint(context.artifacts[CHECKPOINT], pick_device("auto"))
 
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None

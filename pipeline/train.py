@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.checkpoint import atomic_save
 from pipeline.degrade import Degradation, StreamSampler, TrainPairs, collate, to_tensor, validation_pairs, worker_init
+from pipeline.device import DeviceError, pick_device
 from pipeline.losses import HybridLoss
 from pipeline.metrics import psnr
 from pipeline.models import build_model
@@ -48,14 +49,6 @@ class FitResult:
     patches_per_s: float
     resumed_from: int
     val: dict[str, float] = field(default_factory=dict)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def lr_at(cfg: TrainParams, step: int, progress: float) -> float:
@@ -158,7 +151,10 @@ def fit(
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = pick_device(cfg.device)
+    try:
+        device = pick_device(cfg.device)
+    except DeviceError as e:
+        raise TrainingError(f"train.device: {e}") from None
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -36,8 +36,9 @@ import torch
 from pipeline import images, params
 from pipeline.checkpoint import plain, read_checkpoint, save_checkpoint
 from pipeline.degrade import validation_pairs
+from pipeline.device import pick_device
 from pipeline.models import build_model, count_params
-from pipeline.train import TrainingError, fit, pick_device, validate
+from pipeline.train import TrainingError, fit, validate
 
 QFS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 VAL_EVERY_NTH = 50  # every 50th image of --train (sorted) is held out, as in every earlier phase

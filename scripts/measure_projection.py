@@ -1,7 +1,7 @@
 """Measure the quantization-constraint projection: PSNR with and without it, per QF and set.
 
     python -m scripts.measure_projection --ckpt models/pretrained/model.pt \
-        --gt ../shared/datasets/LIVE1 ../shared/datasets/BSDS500/test --qfs 10,20,...,95 --json FILE
+        --gt ../shared/datasets/LIVE1 ../shared/datasets/BSDS500/test --qfs 10,20,...,95 [--every N] --json FILE
 
 Each reference is compressed as the protocol does (OpenCV 4:2:0) and restored once in header
 mode (``pipeline.photo``), then scored as it is ("off"), with the luma projected ("luma"), and
@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt", type=Path, required=True)
     ap.add_argument("--gt", type=Path, nargs="+", required=True)
     ap.add_argument("--qfs", default="10,20,30,40,50,60,70,80,90,95")
+    ap.add_argument("--every", type=int, default=1, help="every Nth image of each folder (1: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     model, _ = load_checkpoint(args.ckpt)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for folder in args.gt:
-        refs = [images.read_image(p) for p in images.list_images(folder)]
+        refs = [images.read_image(p) for p in images.list_images(folder)[:: args.every]]
         name = folder.name if folder.name != "test" else folder.parent.name
         table[name] = {}
         runs = [(str(q), q, "4:2:0") for q in map(int, args.qfs.split(","))] + [("90 (4:4:4)", 90, "4:4:4")]

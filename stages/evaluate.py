@@ -30,9 +30,9 @@ import numpy as np
 from pipeline import images, realworld, tracking
 from pipeline.checkpoint import CheckpointError, load_checkpoint
 from pipeline.datasets import eval_pairs
+from pipeline.device import pick_device
 from pipeline.evaluation import Loaded, evaluate_pairs, qf_error, summarize
 from pipeline.params import Params, ParamsError, load
-from pipeline.train import pick_device
 from stages.make_testsets import jpeg_dir, realworld_dir, refs_dir
 
 CROP_QFS = (10, 30, 50)

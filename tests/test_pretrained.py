@@ -37,7 +37,7 @@ def test_cli_reproduces_the_model_card(qf: int, card: dict, tmp_path: Path) -> N
     assert got["ssim"] == pytest.approx(want["ssim"], abs=0.001)
     assert got["psnrb"] == pytest.approx(want["psnrb"], abs=0.01)
     if qf == 10:
-        assert got["psnr"] >= 27.40  # the acceptance bar (JPEG input 25.69, FBCNN 27.77)
+        assert got["psnr"] >= 27.47  # never below the previously shipped model (JPEG input 25.69, FBCNN 27.77)
     assert got["psnr"] > card[str(qf)]["jpeg"]["psnr"]
 
 
