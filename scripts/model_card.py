@@ -75,7 +75,7 @@ def bsds_rows(data: dict) -> list[str]:
     for q, r in data["bsds500"].items():
         prev = data["previous"][q]["blind"]["psnr"]
         rows.append(
-            f"| {q} | {triple(r['jpeg'])} | {triple(r['blind'])} | {triple(r['header'])} | {prev:.2f} "
+            f"| {q} | {triple(r['jpeg'])} | {triple(r['blind'])} | {triple(r['header']) if 'header' in r else '-'} | {prev:.2f} "
             f"| {r['blind']['psnr'] - prev:+.2f} | {pub_cell(fb.get(int(q), {}))} |"
         )
     return rows
