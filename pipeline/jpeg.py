@@ -190,6 +190,38 @@ def blockiness(y: np.ndarray) -> tuple[tuple[int, int], tuple[float, float]]:
     return (phases[0], phases[1]), (strengths[0], strengths[1])
 
 
+RESAMPLED_PERIODS = np.arange(3.5, 16.0, 0.05)  # 8 px blocks after a resize by 0.44 to 2
+_NEIGHBOURS = np.r_[-25:-2, 3:26]  # spectrum bins around a candidate peak, the peak's own excluded
+
+
+def _boundary_spectrum(y: np.ndarray, axis: int) -> np.ndarray:
+    """Magnitude spectrum of the mean absolute luma step along ``axis`` (local mean removed)."""
+    d = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)
+    d = d - np.convolve(d, np.ones(9) / 9, mode="same")
+    return np.abs(np.fft.rfft(d * np.hanning(len(d))))
+
+
+def resampled_blocking(y: np.ndarray) -> tuple[float, float]:
+    """Blocking at a period other than 8 px (JPEG blocks resized after compression): for each
+    period of RESAMPLED_PERIODS, the step spectrum's peak over its median nearby, on the weaker
+    axis; returns the best (score, period in px). Photos never compressed score about 2 to 4
+    (training images: at most 3.8 on BSD200, 5.3 on T91), QF 10 resized by 0.75 scores 4 to 17."""
+    best = np.full(len(RESAMPLED_PERIODS), np.inf)
+    for axis in (0, 1):
+        f = _boundary_spectrum(y, axis)
+        n = y.shape[axis] - 1
+        idx = np.rint(n / RESAMPLED_PERIODS).astype(int)
+        ok = (idx >= 28) & (idx + 26 < len(f))
+        score = np.zeros(len(idx))
+        i = idx[ok]
+        peak = np.maximum(np.maximum(f[i - 1], f[i]), f[i + 1])
+        ref = np.median(f[i[:, None] + _NEIGHBOURS], axis=1)
+        score[ok] = peak / np.maximum(ref, 1e-9)
+        best = np.minimum(best, score)
+    k = int(np.argmax(best))
+    return float(best[k]), float(RESAMPLED_PERIODS[k])
+
+
 @dataclass(frozen=True)
 class GridEvidence:
     """The strongest JPEG compression visible in the pixels.

@@ -33,6 +33,13 @@ BLOCKING_MIN = 0.08  # blockiness (weaker axis) above which a blocking grid is b
 # The learned estimator reads clean crops at 94 (median; 10th percentile 83) and aligned JPEGs of
 # QF <= 85 at 48 (95th percentile 81): at or above this a photo without any lattice is left alone.
 CLEAN_MIN_QF = 85.0
+# Without a lattice or blocking, the estimator alone cannot tell a photo never compressed from a
+# JPEG resized after decoding: on whole training images never compressed (or at QF 95) it reads
+# 57 to 100. Such a photo is restored only when JPEG blocks show at another period (resized after
+# compression; jpeg.resampled_blocking, never compressed: at most 5.3) or the estimate is far
+# below any photo never compressed.
+RESAMPLED_MIN = 6.0
+ESTIMATE_ALONE_MAX = 45.0
 RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header's to overrule it
 # A JPEG cropped then saved again: on its (shifted) blocking grid, the first compression's
 # lattice scores 0.026 to 0.1 (10th percentiles, QF 10 to 50, re-saved at 95); single JPEGs
@@ -136,7 +143,15 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
     q = _estimate(model, image, offset)
     if q is None or q >= CLEAN_MIN_QF:
         return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
-    why = "blocking, no lattice" if ev.blocking >= BLOCKING_MIN else "no grid found"
+    if ev.blocking >= BLOCKING_MIN:
+        why = "blocking, no lattice"
+    else:
+        if jpeg.resampled_blocking(jpeg.luma(image))[0] >= RESAMPLED_MIN:
+            why = "JPEG blocks at another scale: resized after compression"
+        elif q <= ESTIMATE_ALONE_MAX:
+            why = "no grid found"
+        else:
+            return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
     return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
 
 

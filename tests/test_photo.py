@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -108,12 +109,46 @@ def test_clean_photo_is_left_alone(gt: np.ndarray) -> None:
     assert d.qf == 60 and not np.array_equal((out * 255 + 0.5).astype(np.uint8), gt)
 
 
-def test_no_lattice_and_a_low_estimate_is_restored() -> None:
-    img = smooth_image(120, 136, seed=8)  # never compressed, faint blocking: the estimator alone decides
+def soft_image(h: int, w: int, seed: int) -> np.ndarray:
+    """Slow gradients and little noise: JPEG blocks stand out (a sky, a wall)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([128 + 90 * np.sin(x / (17 + 9 * rng.random()) + rng.random() * 6),
+                    128 + 90 * np.cos(y / (19 + 9 * rng.random())),
+                    128 + 60 * np.sin((x + y) / (23 + 5 * rng.random()))], axis=2)  # fmt: skip
+    return np.clip(img + rng.normal(0, 1.5, img.shape), 0, 255).astype(np.uint8)
+
+
+def resized(img: np.ndarray) -> np.ndarray:
+    return cv2.resize(img, (img.shape[1] * 3 // 4, img.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resampled_blocking_tells_a_resized_jpeg_from_a_clean_photo(seed: int) -> None:
+    gt = soft_image(384, 512, seed)
+    assert jpeg.resampled_blocking(jpeg.luma(gt))[0] < photo.RESAMPLED_MIN
+    assert jpeg.resampled_blocking(jpeg.luma(resized(gt)))[0] < photo.RESAMPLED_MIN
+    assert jpeg.resampled_blocking(jpeg.luma(resized(images.jpeg_roundtrip(gt, 10))))[0] >= photo.RESAMPLED_MIN
+
+
+def test_resized_jpeg_is_restored_at_the_estimate() -> None:
+    img = cv2.resize(images.jpeg_roundtrip(soft_image(384, 512, 1), 10), (358, 269), interpolation=cv2.INTER_AREA)
+    ev = jpeg.find_grid(img)  # resized by 0.7: no lattice and the 8x8 phases average out
+    assert ev.lattice_qf is None and ev.blocking < photo.BLOCKING_MIN
+    d = photo.decide(model_reading(60), img, None)
+    assert (d.source, round(d.qf)) == ("estimated", 60)
+    assert d.message == "QF 60 estimated (JPEG blocks at another scale: resized after compression)"
+
+
+def test_no_trace_of_jpeg_needs_a_very_low_estimate() -> None:
+    """Without a lattice or blocks, the estimator reads photos never compressed anywhere from 57 to
+    100: a reading of 60 leaves the photo alone, only one far below that restores it."""
+    img = smooth_image(120, 136, seed=8)
     assert max(jpeg.blockiness(jpeg.luma(img))[1]) < photo.BLOCKING_MIN
-    d = photo.decide(model_reading(50), img, None)
-    assert (d.source, d.offset, round(d.qf)) == ("estimated", (0, 0), 50)
-    assert d.message == "QF 50 estimated (no grid found)"
+    assert photo.decide(model_reading(60), img, None).unchanged
+    d = photo.decide(model_reading(40), img, None)
+    assert (d.source, d.offset, round(d.qf)) == ("estimated", (0, 0), 40)
+    assert d.message == "QF 40 estimated (no grid found)"
 
 
 def test_restoring_on_the_grid_matches_the_aligned_restoration(gt: np.ndarray) -> None:
