@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import common
 from pipeline import images, inference, metrics, photo
-from pipeline.restore import encode_output
+from pipeline.photo import encode_output
 
 TYPES = [s.lstrip(".") for s in images.IMAGE_SUFFIXES]
 

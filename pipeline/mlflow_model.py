@@ -36,8 +36,7 @@ from packaging.version import Version
 from pipeline import images
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import pick_device
-from pipeline.photo import restore_photo
-from pipeline.restore import encode_output
+from pipeline.photo import encode_output, restore_photo
 
 CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
 DEFAULT_TILE = 1024
