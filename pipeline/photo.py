@@ -85,12 +85,11 @@ def _grid_text(offset: tuple[int, int]) -> str:
     return "" if offset == (0, 0) else f" at grid offset {offset}"
 
 
-def _shifted_grid(image: np.ndarray) -> tuple[int, int] | None:
+def _shifted_grid(ev: jpeg.GridEvidence) -> tuple[int, int] | None:
     """The blocking's grid when it is off the origin and clear: a JPEG cropped, then saved again.
     (A second, fainter grid under the header's, left by a compression before a shift, is too
     weak to tell from a single JPEG's noise on photo-sized images: measured on training crops.)"""
-    phase, strengths = jpeg.blockiness(jpeg.luma(image))
-    return phase if phase != (0, 0) and min(strengths) >= BLOCKING_MIN else None
+    return ev.phase if ev.phase != (0, 0) and min(ev.strengths) >= BLOCKING_MIN else None
 
 
 def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | None = None,
@@ -108,7 +107,7 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
             luma, _ = jpeg.ijg_tables(q)
             return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says {header.qf} "
                             "(re-saved)", luma)  # fmt: skip
-        off = _shifted_grid(image)  # the blocking is off the header's grid: compressed before a crop
+        off = _shifted_grid(ev)  # the blocking is off the header's grid: compressed before a crop
         if off is not None:
             scores = jpeg.lattice_scores(jpeg.luma(image), off)
             q = int(np.argmax(scores)) + 1
@@ -116,7 +115,7 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
                 luma, _ = jpeg.ijg_tables(q)  # the blocking corroborates a fainter lattice
                 return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says "
                                 f"{header.qf} (re-saved)", luma)  # fmt: skip
-            strong = min(jpeg.blockiness(jpeg.luma(image))[1]) >= STRONG_BLOCKING
+            strong = min(ev.strengths) >= STRONG_BLOCKING
             est = _estimate(model, image, off) if model is not None and strong else None
             if est is not None and est <= header.qf - RECOMPRESSED_MARGIN:
                 return Decision(est, "estimated", off, f"QF {est:.0f}{_grid_text(off)} estimated on a shifted "
@@ -172,7 +171,8 @@ def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, til
     if luma:
         projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table if chroma else None,
                                  decision.offset, decision.subsampling)  # fmt: skip
-        out = np.clip(projected / 255.0, 0.0, 1.0).astype(np.float32)
+        projected /= 255.0  # in place: a 12 MP photo's float64 copies are 288 MB each
+        out = np.clip(projected, 0.0, 1.0, out=projected).astype(np.float32)
     return np.ascontiguousarray(out)
 
 
