@@ -64,7 +64,12 @@ class _Graph(nn.Module):
 
 def installed(name: str) -> bool:
     """Whether engine ``name`` can run here (its runtime is importable)."""
-    return name == "torch" or importlib.util.find_spec(name) is not None
+    if name == "torch":
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def resolve(name: str, device: torch.device | str = "cpu") -> str:
