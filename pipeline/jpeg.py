@@ -264,7 +264,8 @@ def _project_plane(pred: np.ndarray, obs: np.ndarray, table: np.ndarray, offset:
 
 
 def project(pred: np.ndarray, observed: np.ndarray, luma_table: np.ndarray, chroma_table: np.ndarray | None,
-            offset: tuple[int, int] = (0, 0), subsampling: str = "", margin: float = 0.5, rows: int = 32) -> np.ndarray:  # fmt: skip
+            offset: tuple[int, int] = (0, 0), subsampling: str = "", margin: float = 0.5, rows: int = 32,
+            out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Quantization-constraint projection of a restored image onto what the JPEG allows.
 
     pred: float RGB (H, W, 3) in [0, 255], the network's output; observed: the decoded JPEG
@@ -273,14 +274,19 @@ def project(pred: np.ndarray, observed: np.ndarray, luma_table: np.ndarray, chro
     decoder's rounding) around the observed coefficient; chroma too when its table and
     subsampling are known ("4:4:4" on the same grid; "4:2:0" at half resolution, the change
     upsampled back). The true image lies in those cells, so each clipped coefficient moves
-    towards it. Returns float RGB, not clipped to [0, 255]. ``rows``: block rows per strip.
+    towards it. Returns float RGB, not clipped to [0, 255]. ``rows``: block rows per strip;
+    ``out``: where to write it (may be ``pred`` itself: each strip is read before it is written).
     """
     chroma_420 = chroma_table is not None and subsampling == "4:2:0" and offset[0] % 2 == 0 and offset[1] % 2 == 0
     if chroma_420:
-        return _project_whole(pred, observed, luma_table, chroma_table, offset, margin)
+        whole = _project_whole(pred, observed, luma_table, chroma_table, offset, margin)
+        if out is None:
+            return whole
+        out[...] = whole
+        return out
     # Luma (and 4:4:4 chroma) blocks are independent: strips of whole block rows give the same
     # bits as the whole image at once, with a strip's float64 YCbCr in memory instead of three.
-    out = np.empty(pred.shape, np.float64)
+    out = np.empty(pred.shape, np.float64) if out is None else out
     tables = [luma_table] + ([chroma_table] * 2 if chroma_table is not None and subsampling == "4:4:4" else [])
     edges = sorted({0, *range(offset[0], pred.shape[0], 8 * rows), pred.shape[0]})
     for r0, r1 in zip(edges, edges[1:]):

@@ -169,10 +169,11 @@ def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, til
     out = restore_float(model, padded, decision.qf, tile, overlap, tta, progress=progress, engine=engine)[py:, px:]
     luma, chroma = projection_planes(projection, decision)
     if luma:
-        projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table if chroma else None,
-                                 decision.offset, decision.subsampling)  # fmt: skip
-        projected /= 255.0  # in place: a 12 MP photo's float64 copies are 288 MB each
-        out = np.clip(projected, 0.0, 1.0, out=projected).astype(np.float32)
+        out *= 255.0  # in place, strip by strip: a 12 MP photo holds no full-size float64 copy (288 MB)
+        jpeg.project(out, image, decision.luma_table, decision.chroma_table if chroma else None, decision.offset,
+                     decision.subsampling, out=out)  # fmt: skip
+        out /= 255.0
+        np.clip(out, 0.0, 1.0, out=out)
     return np.ascontiguousarray(out)
 
 
