@@ -107,6 +107,8 @@ def restore_float(model: nn.Module, image: np.ndarray, qf: float | None = None, 
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    if tile > 0 and (tile % 8 or not 0 <= overlap < tile):
+        raise ValueError(f"tile must be a multiple of 8 and overlap in 0..tile-1, got {tile}, {overlap}")
     model.eval()
     if qf is None:
         qf = estimate_qf_net(model, image)
