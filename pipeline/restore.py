@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DeviceError, EngineError) as e:
         return _usage_error(ap, str(e))
     try:
-        model, path = _load_model(args, p, params_path.resolve().parent, device)
+        model, path = _load_model(args, p, params_path.resolve().parent, str(device))
         engine = build_engine(engine_name, model, path, args.precision or p.evaluate.precision)
     except (LookupError, CheckpointError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
