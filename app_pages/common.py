@@ -18,6 +18,7 @@ from torch import nn
 from pipeline import datasets, params, tracking
 from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
 from pipeline.device import pick_device
+from pipeline.engines import Engine, build_engine
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -38,6 +39,14 @@ def load_model(source: str) -> tuple[nn.Module, dict[str, Any]]:
     """The model at ``source`` (a models:/ URI or a checkpoint path), loaded once per process."""
     path = tracking.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
     return load_checkpoint(path, pick_device("auto"))
+
+
+@st.cache_resource(show_spinner="Preparing the fastest engine...")
+def load_engine(source: str, precision: str) -> Engine:
+    """The fastest engine installed (``auto``, pipeline/engines.py) for the model at ``source``."""
+    model, _ = load_model(source)
+    path = tracking.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
+    return build_engine("auto", model, path, precision)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

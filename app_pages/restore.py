@@ -1,6 +1,7 @@
 """Restore page: a sample photo or an upload in, the restored PNG out, with ways to compare."""
 
 import hashlib
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +9,7 @@ import streamlit as st
 
 from app_pages import common
 from pipeline import images, inference, metrics, photo
-from pipeline.restore import encode_output
+from pipeline.photo import encode_output
 
 TYPES = [s.lstrip(".") for s in images.IMAGE_SUFFIXES]
 
@@ -66,20 +67,38 @@ tta = st.checkbox("Average 8 flips/rotations (TTA: 8x slower, slightly better)")
 chosen = decision if qf == default_qf and not force else photo.decide(model, decoded.rgb, decoded.header, qf)
 
 
+engine = common.load_engine(model_key, p.evaluate.precision)
+run_key = (model_key, digest, chosen.qf, chosen.offset, tta)
+if st.session_state.get("cancelled") == run_key:
+    st.warning("Restoration cancelled.")
+    if not st.button("Restore again"):
+        st.stop()
+    st.session_state.pop("cancelled")
+
+
 def run() -> tuple:
-    bar = st.progress(0.0, text="Restoring...")
+    stop = st.button("Cancel", on_click=lambda: st.session_state.update(cancelled=run_key))
+    bar = st.progress(0.0, text=f"Restoring ({engine.label})...")
 
-    def step(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Restoring: tile {done} of {total}")
+    def step(done: int, total: int) -> None:  # the cancel is checked between tiles
+        if stop or st.session_state.get("cancelled") == run_key:
+            raise inference.Cancelled
+        bar.progress(done / total, text=f"Restoring ({engine.label}): tile {done} of {total}")
 
+    t = time.perf_counter()
     pred = photo.restore_decided(model, decoded.rgb, chosen, p.evaluate.tile, p.evaluate.overlap, tta,
-                                 p.evaluate.projection, step)  # fmt: skip
+                                 p.evaluate.projection, step, engine)  # fmt: skip
     bar.empty()
     restored = inference.to_uint8(pred)
-    return restored, encode_output(pred, decoded)  # encode_output overwrites pred: last
+    return restored, encode_output(pred, decoded), time.perf_counter() - t  # encode_output overwrites pred: last
 
 
-restored, png = common.memo("restored", (model_key, digest, chosen.qf, chosen.offset, tta), run)
+try:
+    restored, png, seconds = common.memo("restored", run_key, run)
+except inference.Cancelled:
+    st.warning("Restoration cancelled.")
+    st.stop()
+st.caption(f"Restored by {engine.label} in {seconds:.1f} s.")
 before, after = common.preview(decoded.rgb), common.preview(restored)
 
 st.subheader("Before and after")

@@ -17,6 +17,7 @@ from torch import nn
 
 from pipeline import images, metrics
 from pipeline.datasets import EvalPair
+from pipeline.engines import Engine
 from pipeline.inference import estimate_qf_net, restore_float, to_uint8
 from pipeline.jpeg import Header
 from pipeline.photo import decide, restore_decided
@@ -61,11 +62,13 @@ def evaluate_pairs(
     overlap: int = 64,
     on_restored: Callable[[Loaded, str, np.ndarray], None] | None = None,
     projection: str = "auto",
+    engine: Engine | None = None,
 ) -> list[dict]:
     """One row per image and mode ("jpeg" for the input itself, plus each of ``modes`` when a
     model is given). Modes decide the QF and grid as ``pipeline.photo.decide`` does: header
     with the file's header, blind from the pixels alone (as for a re-saved PNG); blind_net
-    conditions on the learned estimator alone, on the image as it is. ``q`` overrides them all."""
+    conditions on the learned estimator alone, on the image as it is. ``q`` overrides them all.
+    ``engine`` runs the network (``pipeline.engines.build_engine``; None: ``model`` in torch)."""
     rows = []
     for pair in pairs:
         item = load_pair(pair)
@@ -79,11 +82,11 @@ def evaluate_pairs(
             t = time.perf_counter()
             if mode == "blind_net":
                 qf = q if q is not None else qf_net
-                pred = to_uint8(restore_float(model, item.lq, qf, tile, overlap, tta))
+                pred = to_uint8(restore_float(model, item.lq, qf, tile, overlap, tta, engine=engine))
             else:
                 d = blind if mode == "blind" else decide(model, item.lq, item.header, q)
                 qf = d.qf
-                pred = to_uint8(restore_decided(model, item.lq, d, tile, overlap, tta, projection))
+                pred = to_uint8(restore_decided(model, item.lq, d, tile, overlap, tta, projection, engine=engine))
             seconds = time.perf_counter() - t
             rows.append({**base, "mode": mode, "qf_used": qf, "seconds": seconds, **score_all(item.gt, pred)})
             if on_restored:

@@ -1,4 +1,4 @@
-"""restore(): a whole photo through a model, any size, with tiling, blending and x8 TTA.
+"""restore(): a whole photo through a model, any size, in tiles, with x8 TTA.
 
 Images are RGB uint8 (H, W, 3). The QF is decided once per image (the caller's, else the
 model's estimator on the whole image), so every tile and every TTA view uses the same one.
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.degrade import augment
+from pipeline.engines import Engine, RunFn, torch_run
 
 ProgressFn = Callable[[int, int], None]
 
@@ -44,87 +45,82 @@ def estimate_qf_net(model: nn.Module, image: np.ndarray) -> float | None:
     return None if out.qf is None else float(out.qf[0])
 
 
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins on multiples of 8 covering [0, size); the last tile may be up to 7 px longer."""
+class Cancelled(Exception):
+    """Raised by a ``progress`` callback to stop a restoration between tiles (the app's cancel)."""
+
+
+def _spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Tiles along one axis of ``size`` (a multiple of 8): (start, stop, keep_from, keep_to).
+
+    As few tiles as cover ``size`` with at least ``overlap`` px shared, all of one length (a
+    multiple of 8, at most ``tile``, so one shape for the runtimes), origins on multiples of 8.
+    Each output pixel is kept from exactly one tile, the seam in the middle of the overlap: no
+    blending, and each tile's kept part has at least ``overlap // 2`` px of context around it.
+    """
     if size <= tile:
-        return [0]
-    stride = max(8, (tile - overlap) // 8 * 8)
-    last = (size - tile) // 8 * 8
-    starts = list(range(0, last, stride))
-    return starts + [last]
+        return [(0, size, 0, size)]
+    n = -(-(size - overlap) // (tile - overlap))
+    length = -(-size // n) // 8 * 8
+    while (n - 1) * ((length - overlap) // 8 * 8) + length < size:
+        length += 8
+    stride = (length - overlap) // 8 * 8
+    starts = [min(i * stride, size - length) for i in range(n)]
+    seams = [0] + [(a + length + b) // 2 for a, b in zip(starts, starts[1:])] + [size]
+    return [(s, s + length, seams[i], seams[i + 1]) for i, s in enumerate(starts)]
 
 
-def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
-    """1-D blending weights: rising over ``overlap`` px where a neighbour tile overlaps."""
-    w = np.ones(n, np.float32)
-    r = np.linspace(0.0, 1.0, overlap + 2, dtype=np.float32)[1:-1]
-    k = min(overlap, n)
-    if lead and k:
-        w[:k] = np.minimum(w[:k], r[:k])
-    if trail and k:
-        w[-k:] = np.minimum(w[-k:], r[:k][::-1])
-    return w
-
-
-@torch.inference_mode()
-def _restore_once(model: nn.Module, image: np.ndarray, qf: float | None, tile: int, overlap: int, amp: bool,
+def _restore_once(run: RunFn, image: np.ndarray, qf: float, tile: int, overlap: int,
                   progress: ProgressFn | None) -> np.ndarray:  # fmt: skip
-    device = _device(model)
+    """One pass of ``run`` over ``image`` in tiles; float32 (H, W, 3). Memory: the output and
+    one tile, whatever the image size."""
     h, w = image.shape[:2]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            pred = model(_to_tensor(x, device), qf).preds[-1]
-        return pred[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
-
-    if tile <= 0 or (h <= tile and w <= tile):
-        out = run(image)
-        if progress:
-            progress(1, 1)
-        return out
-    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    acc = np.zeros((h, w, 3), np.float32)
-    wsum = np.zeros((h, w, 1), np.float32)
+    ph, pw = (-h) % 8, (-w) % 8  # as the network pads (reflect, bottom/right): the grid stays put
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if ph < h and pw < w else "edge")
+    size = max(image.shape[:2]) if tile <= 0 else tile
+    ys, xs = _spans(image.shape[0], size, overlap), _spans(image.shape[1], size, overlap)
+    out = np.empty((h, w, 3), np.float32)
     total, done = len(ys) * len(xs), 0
-    for i, y in enumerate(ys):
-        y1 = h if i == len(ys) - 1 else y + tile
-        wy = _ramp(y1 - y, overlap, i > 0, i < len(ys) - 1)
-        for j, x in enumerate(xs):
-            x1 = w if j == len(xs) - 1 else x + tile
-            wx = _ramp(x1 - x, overlap, j > 0, j < len(xs) - 1)
-            weight = (wy[:, None] * wx[None, :])[:, :, None]
-            acc[y:y1, x:x1] += run(image[y:y1, x:x1]) * weight
-            wsum[y:y1, x:x1] += weight
+    for y0, y1, ky0, ky1 in ys:
+        for x0, x1, kx0, kx1 in xs:
+            pred = run(np.ascontiguousarray(image[None, y0:y1, x0:x1]), qf)[0]
+            ky, kx = min(ky1, h), min(kx1, w)
+            out[ky0:ky, kx0:kx] = pred[ky0 - y0 : ky - y0, kx0 - x0 : kx - x0]
             done += 1
             if progress:
                 progress(done, total)
-    acc /= wsum  # in place: no second full-size float copy
-    return acc
+    return out
 
 
 def restore_float(model: nn.Module, image: np.ndarray, qf: float | None = None, tile: int = 0, overlap: int = 64,
-                  tta: bool = False, amp: bool = True, progress: ProgressFn | None = None) -> np.ndarray:  # fmt: skip
+                  tta: bool = False, amp: bool = True, progress: ProgressFn | None = None,
+                  engine: Engine | None = None) -> np.ndarray:  # fmt: skip
     """Restore RGB uint8 ``image``; returns float32 (H, W, 3) in [0, 1].
 
     qf: the JPEG quality to condition on; None = the model's learned estimate (the grid and the
     QF of a user's photo are decided by ``pipeline.photo.restore_photo``, which calls this).
-    tile: process in tiles of this size (multiple of 8) with ``overlap`` px blended; 0 = whole.
-    tta: average the 8 flips/rotations (the image is padded to a multiple of 8 first so every
-    view keeps the 8x8 grid aligned).
+    tile: process in tiles of at most this size (multiple of 8) sharing at least ``overlap`` px;
+    0 = whole. tta: average the 8 flips/rotations (the image is padded to a multiple of 8 first
+    so every view keeps the 8x8 grid aligned). engine: what runs the network
+    (``pipeline.engines.build_engine``); None = ``model`` in PyTorch (bf16 autocast on CUDA
+    when ``amp``). ``progress(done, total)`` is called after each tile; it may raise Cancelled.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    if tile > 0 and (tile % 8 or not 0 <= overlap < tile):
+        raise ValueError(f"tile must be a multiple of 8 and overlap in 0..tile-1, got {tile}, {overlap}")
     model.eval()
     if qf is None:
         qf = estimate_qf_net(model, image)
+    run = engine.run if engine is not None else torch_run(model, amp)
     if not tta:
-        return _restore_once(model, image, qf, tile, overlap, amp, progress)
+        return _restore_once(run, image, qf, tile, overlap, progress)
     h, w = image.shape[:2]
     padded = np.pad(image, ((0, (-h) % 8), (0, (-w) % 8), (0, 0)), mode="edge")
     acc = np.zeros(padded.shape, np.float32)
     for k in range(8):
         step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, 8 * t))
-        out = _restore_once(model, augment(padded, k), qf, tile, overlap, amp, step)
+        out = _restore_once(run, augment(padded, k), qf, tile, overlap, step)
         acc += _invert(out, k)
     return acc[:h, :w] / 8.0
 
@@ -141,6 +137,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def restore(model: nn.Module, image: np.ndarray, qf: float | None = None, tile: int = 0, overlap: int = 64,
-            tta: bool = False, amp: bool = True, progress: ProgressFn | None = None) -> np.ndarray:  # fmt: skip
+            tta: bool = False, amp: bool = True, progress: ProgressFn | None = None,
+            engine: Engine | None = None) -> np.ndarray:  # fmt: skip
     """Like restore_float, rounded to RGB uint8."""
-    return to_uint8(restore_float(model, image, qf, tile, overlap, tta, amp, progress))
+    return to_uint8(restore_float(model, image, qf, tile, overlap, tta, amp, progress, engine))

@@ -111,8 +111,13 @@ def from_ycc(ycc: np.ndarray) -> np.ndarray:
     return (ycc - _YCC_OFFSET) @ _FROM_YCC.T
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    return to_ycc(rgb)[..., 0]
+def luma(rgb: np.ndarray, rows: int = 256) -> np.ndarray:
+    """The Y plane of ``to_ycc`` (float64, the same bits), converted ``rows`` at a time so a
+    12 MP photo never holds its full float64 YCbCr (288 MB)."""
+    y = np.empty(rgb.shape[:2], np.float64)
+    for r in range(0, rgb.shape[0], rows):
+        y[r : r + rows] = to_ycc(rgb[r : r + rows])[..., 0]
+    return y
 
 
 def _blocks(plane: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -137,9 +142,12 @@ def lattice_scores(y: np.ndarray, offset: tuple[int, int], max_blocks: int = 102
     the share of clearly non-zero coefficients within ``tol`` of a multiple, corrected for the
     share that lands there by chance (2 tol / step); averaged over frequencies (weighted by count).
     """
-    coef = block_dct(y, offset).reshape(-1, 64)
-    if len(coef) > max_blocks:
-        coef = coef[np.linspace(0, len(coef) - 1, max_blocks).astype(int)]
+    blocks, _ = _blocks(y, offset)
+    nby, nbx = blocks.shape[:2]
+    if nby * nbx > max_blocks:  # a spread sample, taken before the DCT: a 12 MP photo has 187,500 blocks
+        iy, ix = np.divmod(np.linspace(0, nby * nbx - 1, max_blocks).astype(int), nbx)
+        blocks = blocks[iy, ix]
+    coef = (_DCT8 @ (blocks - 128.0) @ _DCT8.T).reshape(-1, 64)
     if len(coef) < LATTICE_MIN_BLOCKS:
         return np.full(100, -1.0)
     nonzero = np.abs(coef) > 1.0  # (n, 64)
@@ -176,9 +184,12 @@ def blockiness(y: np.ndarray) -> tuple[tuple[int, int], tuple[float, float]]:
     """The 8x8 grid phase of the blocking in a luma plane, per axis, and its strength: the mean
     step at the strongest phase over the mean at the others, minus 1 (about 0 for a photo that
     was never compressed, up to 1 or more for a heavily compressed one)."""
+    return _blockiness((_phase_means(y, 0), _phase_means(y, 1)))
+
+
+def _blockiness(means: tuple[np.ndarray | None, np.ndarray | None]) -> tuple[tuple[int, int], tuple[float, float]]:
     phases, strengths = [], []
-    for axis in (0, 1):
-        m = _phase_means(y, axis)
+    for m in means:
         if m is None:
             phases.append(0)
             strengths.append(0.0)
@@ -236,6 +247,8 @@ class GridEvidence:
     lattice_qf: int | None
     lattice_score: float
     lattices: tuple[tuple[tuple[int, int], int, float], ...] = ()  # every (offset, qf, score) found
+    phase: tuple[int, int] = (0, 0)  # ``blockiness``, computed once per image
+    strengths: tuple[float, float] = (0.0, 0.0)
 
 
 def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
@@ -243,8 +256,9 @@ def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
     blocking phases per axis. Of the offsets whose lattice fits, the lowest quality (the
     strongest compression) wins; without any, the blocking's own phase."""
     y = luma(rgb)
-    (py, px), (sy, sx) = blockiness(y)
-    rows, cols = _phase_order(y, 0)[:candidates], _phase_order(y, 1)[:candidates]
+    means = (_phase_means(y, 0), _phase_means(y, 1))  # the whole image's steps, measured once
+    (py, px), (sy, sx) = _blockiness(means)
+    rows, cols = _phase_order(means[0])[:candidates], _phase_order(means[1])[:candidates]
     offsets = list(dict.fromkeys([(0, 0)] + [(a, b) for a in rows for b in cols]))
     found = []
     for off in offsets:
@@ -257,12 +271,11 @@ def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
         off, qf, _ = min(found, key=lambda f: (f[1], -f[2]))
         scores = lattice_scores(y, off)  # the winner again on more blocks: the exact QF of an aligned JPEG
         best = int(np.argmax(scores))
-        return GridEvidence(off, blocking, best + 1, float(scores[best]), tuple(found))
-    return GridEvidence((py, px), blocking, None, 0.0, ())
+        return GridEvidence(off, blocking, best + 1, float(scores[best]), tuple(found), (py, px), (sy, sx))
+    return GridEvidence((py, px), blocking, None, 0.0, (), (py, px), (sy, sx))
 
 
-def _phase_order(y: np.ndarray, axis: int) -> list[int]:
-    m = _phase_means(y, axis)
+def _phase_order(m: np.ndarray | None) -> list[int]:
     return [0] if m is None else [int(p) for p in np.argsort(m)[::-1]]
 
 
@@ -283,7 +296,8 @@ def _project_plane(pred: np.ndarray, obs: np.ndarray, table: np.ndarray, offset:
 
 
 def project(pred: np.ndarray, observed: np.ndarray, luma_table: np.ndarray, chroma_table: np.ndarray | None,
-            offset: tuple[int, int] = (0, 0), subsampling: str = "", margin: float = 0.5) -> np.ndarray:  # fmt: skip
+            offset: tuple[int, int] = (0, 0), subsampling: str = "", margin: float = 0.5, rows: int = 32,
+            out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Quantization-constraint projection of a restored image onto what the JPEG allows.
 
     pred: float RGB (H, W, 3) in [0, 255], the network's output; observed: the decoded JPEG
@@ -292,20 +306,40 @@ def project(pred: np.ndarray, observed: np.ndarray, luma_table: np.ndarray, chro
     decoder's rounding) around the observed coefficient; chroma too when its table and
     subsampling are known ("4:4:4" on the same grid; "4:2:0" at half resolution, the change
     upsampled back). The true image lies in those cells, so each clipped coefficient moves
-    towards it. Returns float RGB, not clipped to [0, 255].
+    towards it. Returns float RGB, not clipped to [0, 255]. ``rows``: block rows per strip;
+    ``out``: where to write it (may be ``pred`` itself: each strip is read before it is written).
     """
+    chroma_420 = chroma_table is not None and subsampling == "4:2:0" and offset[0] % 2 == 0 and offset[1] % 2 == 0
+    if chroma_420:
+        whole = _project_whole(pred, observed, luma_table, chroma_table, offset, margin)
+        if out is None:
+            return whole
+        out[...] = whole
+        return out
+    # Luma (and 4:4:4 chroma) blocks are independent: strips of whole block rows give the same
+    # bits as the whole image at once, with a strip's float64 YCbCr in memory instead of three.
+    out = np.empty(pred.shape, np.float64) if out is None else out
+    tables = [luma_table] + ([chroma_table] * 2 if chroma_table is not None and subsampling == "4:4:4" else [])
+    edges = sorted({0, *range(offset[0], pred.shape[0], 8 * rows), pred.shape[0]})
+    for r0, r1 in zip(edges, edges[1:]):
+        yp, yo = to_ycc(pred[r0:r1]), to_ycc(observed[r0:r1])
+        for c, table in enumerate(tables):
+            yp[..., c] = _project_plane(yp[..., c], yo[..., c], table, (0 if r0 else offset[0], offset[1]), margin)
+        out[r0:r1] = from_ycc(yp)
+    return out
+
+
+def _project_whole(pred: np.ndarray, observed: np.ndarray, luma_table: np.ndarray, chroma_table: np.ndarray,
+                   offset: tuple[int, int], margin: float) -> np.ndarray:  # fmt: skip
+    """``project`` with 4:2:0 chroma, on the whole image at once."""
     yp, yo = to_ycc(pred), to_ycc(observed)
     out = yp.copy()
     out[..., 0] = _project_plane(yp[..., 0], yo[..., 0], luma_table, offset, margin)
-    if chroma_table is not None and subsampling == "4:4:4":
-        for c in (1, 2):
-            out[..., c] = _project_plane(yp[..., c], yo[..., c], chroma_table, offset, margin)
-    elif chroma_table is not None and subsampling == "4:2:0" and offset[0] % 2 == 0 and offset[1] % 2 == 0:
-        h, w = (yp.shape[0] // 2) * 2, (yp.shape[1] // 2) * 2
-        half = (offset[0] // 2, offset[1] // 2)
-        for c in (1, 2):
-            p2 = yp[:h, :w, c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-            o2 = yo[:h, :w, c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-            change = _project_plane(p2, o2, chroma_table, half, margin) - p2
-            out[:h, :w, c] += np.repeat(np.repeat(change, 2, axis=0), 2, axis=1)
+    h, w = (yp.shape[0] // 2) * 2, (yp.shape[1] // 2) * 2
+    half = (offset[0] // 2, offset[1] // 2)
+    for c in (1, 2):
+        p2 = yp[:h, :w, c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        o2 = yo[:h, :w, c].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        change = _project_plane(p2, o2, chroma_table, half, margin) - p2
+        out[:h, :w, c] += np.repeat(np.repeat(change, 2, axis=0), 2, axis=1)
     return from_ycc(out)

@@ -1,7 +1,7 @@
 """The registered model as an MLflow ``python_function`` model: one artifact, two front doors.
 
-A registered version's folder (``runs:/<id>/model``) is a pyfunc model whose only artifact is
-our self-describing checkpoint (``artifacts/model.pt``). MLflow's tools load it through
+A registered version's folder (``runs:/<id>/model``) is a pyfunc model whose artifact is
+our self-describing checkpoint (``artifacts/model.pt``), with its ONNX graph beside it. MLflow's tools load it through
 ``JpegRestorationModel`` (``mlflow.pyfunc.load_model``, ``mlflow models serve``,
 ``mlflow.pyfunc.spark_udf``); this project's own loaders read the same checkpoint file
 (``tracking.checkpoint_from_uri``). The ``pipeline`` package travels with the model
@@ -36,10 +36,10 @@ from packaging.version import Version
 from pipeline import images
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import pick_device
-from pipeline.photo import restore_photo
-from pipeline.restore import encode_output
+from pipeline.photo import encode_output, restore_photo
 
 CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
+ONNX = "onnx"  # artifacts/model.<sha256 of model.pt, 16 hex>.onnx: the graph pipeline/engines.py runs
 DEFAULT_TILE = 1024
 OVERLAP = 64
 SIGNATURE = ModelSignature(
@@ -114,6 +114,18 @@ def example_input() -> pd.DataFrame:
     return pd.DataFrame({"image": [images.encode_jpeg(rgb, 30)]})
 
 
+def onnx_artifact(ckpt: Path) -> dict[str, str]:
+    """The checkpoint's ONNX graph, named as ``pipeline.engines`` caches it (beside the checkpoint,
+    by its content hash), so ONNX Runtime and OpenVINO find it in the model folder and a deployment
+    never exports; empty when the exporter's packages are missing (torch still serves)."""
+    from pipeline.engines import export_onnx, onnx_path
+
+    try:
+        return {ONNX: str(export_onnx(load_checkpoint(ckpt)[0], onnx_path(ckpt)))}
+    except ImportError:
+        return {}
+
+
 def save_pyfunc(checkpoint: str | Path, dest: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write the pyfunc model folder for ``checkpoint`` at ``dest`` (which must not exist or be empty)."""
     package = Path(__file__).resolve().parent
@@ -124,7 +136,7 @@ def save_pyfunc(checkpoint: str | Path, dest: str | Path, metadata: dict[str, An
         mlflow.pyfunc.save_model(
             path=str(dest),
             python_model=str(package / "pyfunc_entry.py"),
-            artifacts={CHECKPOINT: str(ckpt)},
+            artifacts={CHECKPOINT: str(ckpt), **onnx_artifact(ckpt)},
             code_paths=[str(code)],
             signature=SIGNATURE,
             input_example=(example_input(), {"tile": DEFAULT_TILE}),

@@ -104,6 +104,8 @@ class EvaluateParams:
     primary_sets: tuple[str, ...]
     primary_qfs: tuple[int, ...]
     projection: str
+    engine: str
+    precision: str
     real_world_sets: tuple[str, ...]
     real_world_qfs: tuple[int, ...]
 
@@ -248,6 +250,10 @@ def parse(raw: dict[str, Any]) -> Params:
     ev = params.evaluate
     if ev.projection not in ("auto", "on", "off"):
         raise ParamsError(f"evaluate.projection: expected one of auto, on, off, got {ev.projection!r}")
+    if ev.engine not in ("auto", "torch", "onnxruntime", "openvino"):  # pipeline/engines.py
+        raise ParamsError(f"evaluate.engine: expected one of auto, torch, onnxruntime, openvino, got {ev.engine!r}")
+    if ev.precision not in ("f32", "bf16"):
+        raise ParamsError(f"evaluate.precision: expected one of f32, bf16, got {ev.precision!r}")
     unknown = sorted(set(ev.real_world_sets) - set(params.data.test_sets))
     if unknown:
         raise ParamsError(

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from pipeline import jpeg
+from pipeline import images, jpeg
+from pipeline.engines import Engine
+from pipeline.images import Decoded
 from pipeline.inference import ProgressFn, estimate_qf_net, restore_float
 
 # Calibrated on held-out training images (scripts/calibrate_forensics.py; the figures are in
@@ -90,12 +92,11 @@ def _grid_text(offset: tuple[int, int]) -> str:
     return "" if offset == (0, 0) else f" at grid offset {offset}"
 
 
-def _shifted_grid(image: np.ndarray) -> tuple[int, int] | None:
+def _shifted_grid(ev: jpeg.GridEvidence) -> tuple[int, int] | None:
     """The blocking's grid when it is off the origin and clear: a JPEG cropped, then saved again.
     (A second, fainter grid under the header's, left by a compression before a shift, is too
     weak to tell from a single JPEG's noise on photo-sized images: measured on training crops.)"""
-    phase, strengths = jpeg.blockiness(jpeg.luma(image))
-    return phase if phase != (0, 0) and min(strengths) >= BLOCKING_MIN else None
+    return ev.phase if ev.phase != (0, 0) and min(ev.strengths) >= BLOCKING_MIN else None
 
 
 def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | None = None,
@@ -113,7 +114,7 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
             luma, _ = jpeg.ijg_tables(q)
             return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says {header.qf} "
                             "(re-saved)", luma)  # fmt: skip
-        off = _shifted_grid(image)  # the blocking is off the header's grid: compressed before a crop
+        off = _shifted_grid(ev)  # the blocking is off the header's grid: compressed before a crop
         if off is not None:
             scores = jpeg.lattice_scores(jpeg.luma(image), off)
             q = int(np.argmax(scores)) + 1
@@ -121,7 +122,7 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
                 luma, _ = jpeg.ijg_tables(q)  # the blocking corroborates a fainter lattice
                 return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says "
                                 f"{header.qf} (re-saved)", luma)  # fmt: skip
-            strong = min(jpeg.blockiness(jpeg.luma(image))[1]) >= STRONG_BLOCKING
+            strong = min(ev.strengths) >= STRONG_BLOCKING
             est = _estimate(model, image, off) if model is not None and strong else None
             if est is not None and est <= header.qf - RECOMPRESSED_MARGIN:
                 return Decision(est, "estimated", off, f"QF {est:.0f}{_grid_text(off)} estimated on a shifted "
@@ -171,26 +172,49 @@ def projection_planes(projection: str, decision: Decision) -> tuple[bool, bool]:
 
 
 def restore_decided(model: nn.Module, image: np.ndarray, decision: Decision, tile: int = 0, overlap: int = 64,
-                    tta: bool = False, projection: str = "auto", progress: ProgressFn | None = None) -> np.ndarray:  # fmt: skip
+                    tta: bool = False, projection: str = "auto", progress: ProgressFn | None = None,
+                    engine: Engine | None = None) -> np.ndarray:  # fmt: skip
     """Restore ``image`` (RGB uint8) as ``decision`` says: float32 (H, W, 3) in [0, 1]; a photo
-    left unchanged comes back exactly as it was."""
+    left unchanged comes back exactly as it was. ``engine``: see ``inference.restore_float``."""
     if decision.unchanged:
         if progress:
             progress(1, 1)
         return image.astype(np.float32) / 255.0
     padded, (py, px) = align(image, decision.offset)
-    out = restore_float(model, padded, decision.qf, tile, overlap, tta, progress=progress)[py:, px:]
+    out = restore_float(model, padded, decision.qf, tile, overlap, tta, progress=progress, engine=engine)[py:, px:]
     luma, chroma = projection_planes(projection, decision)
     if luma:
-        projected = jpeg.project(out * 255.0, image, decision.luma_table, decision.chroma_table if chroma else None,
-                                 decision.offset, decision.subsampling)  # fmt: skip
-        out = np.clip(projected / 255.0, 0.0, 1.0).astype(np.float32)
+        out *= 255.0  # in place, strip by strip: a 12 MP photo holds no full-size float64 copy (288 MB)
+        jpeg.project(out, image, decision.luma_table, decision.chroma_table if chroma else None, decision.offset,
+                     decision.subsampling, out=out)  # fmt: skip
+        out /= 255.0
+        np.clip(out, 0.0, 1.0, out=out)
     return np.ascontiguousarray(out)
 
 
 def restore_photo(model: nn.Module, image: np.ndarray, header: jpeg.Header | None = None, qf: float | None = None,
                   tile: int = 0, overlap: int = 64, tta: bool = False, projection: str = "auto",
-                  progress: ProgressFn | None = None) -> tuple[np.ndarray, Decision]:  # fmt: skip
+                  progress: ProgressFn | None = None, engine: Engine | None = None) -> tuple[np.ndarray, Decision]:  # fmt: skip
     """Decide (see ``decide``), then restore: float32 (H, W, 3) in [0, 1] and the decision."""
     decision = decide(model, image, header, qf)
-    return restore_decided(model, image, decision, tile, overlap, tta, projection, progress), decision
+    return restore_decided(model, image, decision, tile, overlap, tta, projection, progress, engine), decision
+
+
+def _quantize(img: np.ndarray, bits: int) -> np.ndarray:
+    """Float [0, 1] -> uint8 or uint16, rounding in place (no full-size float temporaries)."""
+    np.clip(img, 0.0, 1.0, out=img)
+    img *= 65535.0 if bits == 16 else 255.0
+    img += 0.5
+    return img.astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def encode_output(pred: np.ndarray, decoded: Decoded) -> bytes:
+    """PNG bytes of ``restore_photo``'s output (float32 HWC, overwritten) in the input's form:
+    grayscale stays one channel, 16-bit stays 16-bit, alpha is kept unchanged."""
+    bits = 16 if decoded.bits == 16 else 8
+    alpha = decoded.alpha
+    if alpha is not None and bits == 16:
+        alpha = alpha.astype(np.uint16) * 257  # decode_image hands alpha over at 8 bits
+    if decoded.gray and alpha is None:
+        return images.encode_png(_quantize(pred.mean(axis=2), bits))
+    return images.encode_png(_quantize(pred, bits), alpha)

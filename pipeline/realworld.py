@@ -19,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from pipeline import images, jpeg, metrics
+from pipeline.engines import Engine
 from pipeline.photo import restore_photo
 
 CROP = (3, 5)  # rows, columns cut from the top-left after decoding: the grid moves to (5, 3)
@@ -102,7 +103,7 @@ def psnr_or_cap(gt: np.ndarray, img: np.ndarray) -> float:
 
 
 def evaluate_folder(model: nn.Module, case: str, qf: int | None, folder: Path, refs: Path, tile: int = 0,
-                    overlap: int = 64, projection: str = "auto") -> list[dict]:  # fmt: skip
+                    overlap: int = 64, projection: str = "auto", engine: Engine | None = None) -> list[dict]:  # fmt: skip
     """Restore every file of one case folder as ``restore`` would (header read) and score it
     against its reference (``refs/<stem>.*``, cropped or resized like the file)."""
     ref_by_stem = {p.stem: p for p in images.list_images(refs)}
@@ -111,7 +112,9 @@ def evaluate_folder(model: nn.Module, case: str, qf: int | None, folder: Path, r
         gt = CASES[case].reference(images.read_image(ref_by_stem[path.stem]))
         dec = images.read_decoded(path)
         t = time.perf_counter()
-        pred, d = restore_photo(model, dec.rgb, dec.header, tile=tile, overlap=overlap, projection=projection)
+        pred, d = restore_photo(
+            model, dec.rgb, dec.header, tile=tile, overlap=overlap, projection=projection, engine=engine
+        )
         out = (np.clip(pred, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         rows.append({
             "case": case, "qf": qf, "image": path.stem, "psnr_in": psnr_or_cap(gt, dec.rgb),

@@ -1,14 +1,16 @@
 """Restore JPEG photos from the command line: files or folders in, PNGs out.
 
     python -m pipeline.restore INPUT... -o OUTDIR [--model-uri URI | --ckpt FILE] [--q QF]
-        [--tile N] [--overlap N] [--tta] [--projection auto|on|off] [--device cpu|cuda] [--overwrite] [-v]
+        [--tile N] [--overlap N] [--tta] [--projection auto|on|off] [--device cpu|cuda]
+        [--engine auto|torch|onnxruntime|openvino] [--precision f32|bf16] [--overwrite] [-v]
 
 The model is the registry's ``models:/<register.model_name>@champion`` unless ``--model-uri`` or
 ``--ckpt`` says otherwise, falling back to ``register.pretrained`` when there is no champion.
 Per file the QF and the 8x8 grid are decided as ``pipeline.photo`` describes: the user's
 (``--q``), else the header's tables, unless the pixels show an earlier, stronger compression
 on a shifted grid, else the pixels' quantization lattice, else the model's estimate; a photo
-with no JPEG traces is written unchanged. ``-v`` prints the decision and why.
+with no JPEG traces is written unchanged. ``-v`` prints the decision and why, and the engine
+that ran the network (``pipeline/engines.py``: ``auto`` takes the fastest one installed).
 Exit status: 0 all restored (or skipped), 1 some file failed, 2 usage error.
 """
 
@@ -22,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm import tqdm
 
 from pipeline import images
 from pipeline import params as params_mod
 from pipeline.checkpoint import CheckpointError, load_checkpoint
+from pipeline.device import DeviceError, pick_device
+from pipeline.engines import ENGINE_CHOICES, PRECISIONS, Engine, EngineError, build_engine, resolve
 from pipeline.images import Decoded, ImageError
-from pipeline.photo import PROJECTIONS, restore_photo
+from pipeline.photo import PROJECTIONS, encode_output, restore_photo
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,34 +87,16 @@ def collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[FileResult]
     return files, skipped
 
 
-def _quantize(img: np.ndarray, bits: int) -> np.ndarray:
-    """Float [0, 1] -> uint8 or uint16, rounding in place (no full-size float temporaries)."""
-    np.clip(img, 0.0, 1.0, out=img)
-    img *= 65535.0 if bits == 16 else 255.0
-    img += 0.5
-    return img.astype(np.uint16 if bits == 16 else np.uint8)
-
-
-def encode_output(pred: np.ndarray, decoded: Decoded) -> bytes:
-    """PNG bytes of ``restore_float``'s output (float32 HWC, overwritten) in the input's form:
-    grayscale stays one channel, 16-bit stays 16-bit, alpha is kept unchanged."""
-    bits = 16 if decoded.bits == 16 else 8
-    alpha = decoded.alpha
-    if alpha is not None and bits == 16:
-        alpha = alpha.astype(np.uint16) * 257  # decode_image hands alpha over at 8 bits
-    if decoded.gray and alpha is None:
-        return images.encode_png(_quantize(pred.mean(axis=2), bits))
-    return images.encode_png(_quantize(pred, bits), alpha)
-
-
 def restore_paths(model: nn.Module, inputs: Sequence[Path], outdir: Path, *, qf: int | None = None, tile: int = 0,
                   overlap: int = 64, tta: bool = False, projection: str = "auto", overwrite: bool = False,
-                  verbose: bool = False) -> Summary:  # fmt: skip
+                  verbose: bool = False, engine: Engine | None = None) -> Summary:  # fmt: skip
     """Restore every image in ``inputs`` (files or folders) into ``outdir/<stem>.png``.
 
     Problems are reported on stderr naming the file, and never stop the batch; ``verbose``
-    prints one line per restored file (size, the QF/grid decision and why, seconds) on stdout.
-    A photo left unchanged (no JPEG traces) is always reported.
+    prints one line per restored file (size, the QF/grid decision and why, engine, seconds) on
+    stdout. A photo left unchanged (no JPEG traces) is always reported. ``engine``: see
+    ``pipeline.engines.build_engine`` (None: ``model`` in torch). An image of several tiles
+    reports its tiles done on stderr (the bar's postfix on a terminal, else one line per tile).
     """
     start = time.perf_counter()
     outdir = Path(outdir)
@@ -122,21 +107,23 @@ def restore_paths(model: nn.Module, inputs: Sequence[Path], outdir: Path, *, qf:
     claimed: dict[Path, Path] = {}
     sources = {f.resolve() for f in files if f.exists()}
     bar = tqdm(files, unit="file", disable=None, file=sys.stderr)
+    label = f"engine {engine.label if engine else 'torch'}"
     for src in bar:
         out = outdir / f"{src.stem}.png"
-        result = _restore_one(model, src, out, claimed, sources, qf, tile, overlap, tta, projection, overwrite, bar)
+        result = _restore_one(model, src, out, claimed, sources, qf, tile, overlap, tta, projection, overwrite, bar,
+                              engine)  # fmt: skip
         summary.results.append(result)
         if result.status != "restored":
             tqdm.write(f"{src}: {result.status}, {result.message}", file=sys.stderr)
         elif verbose or result.qf is None:
-            tqdm.write(f"{src.name}: {result.message}, {result.seconds:.2f} s")
+            tqdm.write(f"{src.name}: {result.message}, {label}, {result.seconds:.2f} s")
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _restore_one(model: nn.Module, src: Path, out: Path, claimed: dict[Path, Path], sources: set[Path],
                  qf: int | None, tile: int, overlap: int, tta: bool, projection: str, overwrite: bool,
-                 bar: tqdm) -> FileResult:  # fmt: skip
+                 bar: tqdm, engine: Engine | None) -> FileResult:  # fmt: skip
     t0 = time.perf_counter()
     if out in claimed:  # a.jpg and a.png in one batch would both become a.png
         return FileResult(src, "failed", f"same output name {out} as {claimed[out]}")
@@ -150,9 +137,11 @@ def _restore_one(model: nn.Module, src: Path, out: Path, claimed: dict[Path, Pat
         h, w = decoded.rgb.shape[:2]
 
         def step(done: int, total: int) -> None:
-            bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=False)
+            if bar.disable and total > 1:
+                print(f"{src.name}: tile {done}/{total}", file=sys.stderr, flush=True)
+            bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=total > 1)
 
-        pred, d = restore_photo(model, decoded.rgb, decoded.header, qf, tile, overlap, tta, projection, step)
+        pred, d = restore_photo(model, decoded.rgb, decoded.header, qf, tile, overlap, tta, projection, step, engine)
         images.write_bytes(out, decoded_bytes(decoded, src) if d.unchanged else encode_output(pred, decoded))
     except (ImageError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. out of GPU memory
         return FileResult(src, "failed", str(e).removeprefix(f"{src}: "))
@@ -166,8 +155,8 @@ def decoded_bytes(decoded: Decoded, src: Path) -> bytes:
     return encode_output(decoded.rgb.astype(np.float32) / 255.0, decoded)
 
 
-def _load_model(args: argparse.Namespace, p: params_mod.Params, root: Path, device: str) -> nn.Module:
-    """The model the arguments ask for; raises LookupError/CheckpointError with a clear message."""
+def _load_model(args: argparse.Namespace, p: params_mod.Params, root: Path, device: str) -> tuple[nn.Module, Path]:
+    """The model the arguments ask for and its file; raises LookupError/CheckpointError with a clear message."""
     if args.ckpt:
         path = Path(args.ckpt)
     else:
@@ -186,7 +175,7 @@ def _load_model(args: argparse.Namespace, p: params_mod.Params, root: Path, devi
                 raise LookupError(f"{path}: no such checkpoint either; pass --ckpt or --model-uri") from None
         else:
             print(f"model: {uri}", file=sys.stderr)
-    return load_checkpoint(path, device)[0]
+    return load_checkpoint(path, device)[0], path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -203,13 +192,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--projection", choices=PROJECTIONS, help="clip the output into the JPEG's quantization cells "
                     "(default: params evaluate.projection)")  # fmt: skip
     ap.add_argument("--device", choices=("cpu", "cuda"), help="default: params evaluate.device")
+    ap.add_argument("--engine", choices=ENGINE_CHOICES, help="what runs the network (default: params evaluate.engine)")
+    ap.add_argument("--precision", choices=PRECISIONS, help="OpenVINO's precision (default: params evaluate.precision)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--params", type=Path, help="params file (default: ./params.yaml, else the checkout's)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per file: size, QF and source, time")
     return ap
 
 
-def _usage_problem(args: argparse.Namespace, tile: int, overlap: int, device: str) -> str | None:
+def _usage_problem(args: argparse.Namespace, tile: int, overlap: int) -> str | None:
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         return f"no such file or folder: {', '.join(missing)}"
@@ -217,8 +208,6 @@ def _usage_problem(args: argparse.Namespace, tile: int, overlap: int, device: st
         return f"--q must be in 1..100, got {args.q}"
     if tile < 0 or tile % 8 or overlap < 0 or (tile and overlap >= tile):
         return f"--tile must be 0 or a multiple of 8 and --overlap in 0..tile-1, got {tile}, {overlap}"
-    if device == "cuda" and not torch.cuda.is_available():
-        return "--device cuda: no CUDA device is available"
     return None
 
 
@@ -243,20 +232,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(ap, str(e))
     tile = p.evaluate.tile if args.tile is None else args.tile
     overlap = p.evaluate.overlap if args.overlap is None else args.overlap
-    device = args.device or p.evaluate.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    problem = _usage_problem(args, tile, overlap, device)
+    problem = _usage_problem(args, tile, overlap)
     if problem:
         return _usage_error(ap, problem)
     try:
-        model = _load_model(args, p, params_path.resolve().parent, device)
-    except (LookupError, CheckpointError) as e:
+        device = pick_device(args.device or p.evaluate.device)
+        engine_name = resolve(args.engine or p.evaluate.engine, device)
+    except (DeviceError, EngineError) as e:
+        return _usage_error(ap, str(e))
+    try:
+        model, path = _load_model(args, p, params_path.resolve().parent, str(device))
+        engine = build_engine(engine_name, model, path, args.precision or p.evaluate.precision)
+    except (LookupError, CheckpointError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = restore_paths(model, args.inputs, args.outdir, qf=args.q, tile=tile, overlap=overlap, tta=args.tta,
                             projection=args.projection or p.evaluate.projection, overwrite=args.overwrite,
-                            verbose=args.verbose)  # fmt: skip
+                            verbose=args.verbose, engine=engine)  # fmt: skip
     print(summary.line())
     return summary.exit_code
 

@@ -2,13 +2,14 @@
 
     python -m pipeline.test --input data/testsets/LIVE1/color/qf_10 --gt data/testsets/LIVE1/refimgs \
         [--ckpt models/model.pt] [--output results/] [--metric rgb|y] [--tta] [--q 40] [--blind] \
-        [--tile 1024] [--projection auto|on|off] [--json FILE]
+        [--tile 1024] [--projection auto|on|off] [--engine auto|torch|onnxruntime|openvino]
+        [--precision f32|bf16] [--json FILE]
 
 Without --ckpt it scores the JPEG input (the baseline). With a model, the QF comes from --q,
 else the decision ``restore`` makes (pipeline/photo.py): the file's quantization tables (header
 mode) unless the pixels show an earlier, stronger compression; --blind ignores the header and
 decides from the pixels alone (lattice at any grid offset, else the estimator). Prints a table
-per image and the mean.
+per image and the mean; the first line names the engine that ran the network.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from pipeline.checkpoint import CheckpointError, load_checkpoint
 from pipeline.datasets import eval_pairs
+from pipeline.device import DeviceError, pick_device
+from pipeline.engines import ENGINE_CHOICES, PRECISIONS, EngineError, build_engine
 from pipeline.evaluation import evaluate_pairs, save_outputs
 from pipeline.images import ImageError
 
@@ -41,18 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="clip outputs into the JPEG's quantization cells (pipeline/photo.py)",
     )
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help="what runs the network (auto: fastest)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="f32", help="OpenVINO's precision")
     ap.add_argument("--json", type=Path, help='write {"n", "psnr", "ssim", "psnrb", "per_image": [...]}')
     args = ap.parse_args(argv)
     try:
         pairs = eval_pairs(args.input, args.gt)
-        model = load_checkpoint(args.ckpt, args.device)[0] if args.ckpt else None
+        model = load_checkpoint(args.ckpt, pick_device(args.device))[0] if args.ckpt else None
+        engine = build_engine(args.engine, model, args.ckpt, args.precision) if model is not None else None
+        if engine is not None:
+            print(f"engine: {engine.label}")
         mode = "blind" if args.blind else "header"
         rows = evaluate_pairs(
             pairs, model, (mode,), args.q, args.tta, args.tile,
-            on_restored=save_outputs(args.output) if args.output else None, projection=args.projection,
+            on_restored=save_outputs(args.output) if args.output else None, projection=args.projection, engine=engine,
         )  # fmt: skip
-    except (ImageError, CheckpointError) as e:
+    except (ImageError, CheckpointError, DeviceError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     wanted = mode if model is not None else "jpeg"

@@ -225,8 +225,22 @@ def checkpoint_from_uri(uri: str) -> Path:
         except (mlflow.exceptions.MlflowException, OSError):
             continue
         if path.is_file():
+            if rel.startswith("artifacts/"):
+                _fetch_onnx(f"{source.rstrip('/')}/artifacts", path)
             return path
     raise LookupError(f"{uri}: artifact {source} holds no model.pt")
+
+
+def _fetch_onnx(artifacts_uri: str, ckpt: Path) -> None:
+    """Put the version's ONNX graph (``mlflow_model.onnx_artifact``) beside its downloaded
+    checkpoint, where the engines look for it; a local store already has it there, and a
+    version without one gets it exported on first use."""
+    from pipeline.engines import onnx_path  # imports torch: only where a model is loaded
+
+    onnx = onnx_path(ckpt)
+    if not onnx.is_file():
+        with contextlib.suppress(mlflow.exceptions.MlflowException, OSError):
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{artifacts_uri}/{onnx.name}", dst_path=str(ckpt.parent))
 
 
 def run_artifact(run_id: str, path: str) -> Path | None:

@@ -31,6 +31,7 @@ from pipeline import images, realworld, tracking
 from pipeline.checkpoint import CheckpointError, load_checkpoint
 from pipeline.datasets import eval_pairs
 from pipeline.device import pick_device
+from pipeline.engines import build_engine
 from pipeline.evaluation import Loaded, evaluate_pairs, qf_error, summarize
 from pipeline.params import Params, ParamsError, load
 from stages.make_testsets import jpeg_dir, realworld_dir, refs_dir
@@ -73,6 +74,7 @@ def crop_writer(folder: Path, set_name: str, qf: int, limit: int = 2):
 def run(params: Params, root: Path) -> dict:
     ev = params.evaluate
     model, meta = load_checkpoint(root / "models" / "model.pt", pick_device(ev.device))
+    engine = build_engine(ev.engine, model, root / "models" / "model.pt", ev.precision)
     crops = root / "reports" / "crops"
     shutil.rmtree(crops, ignore_errors=True)
     results: dict[str, dict[str, dict]] = {}
@@ -82,7 +84,7 @@ def run(params: Params, root: Path) -> dict:
         for qf in params.data.qfs:
             pairs = eval_pairs(jpeg_dir(root, name, qf), refs_dir(root, name))
             rows = evaluate_pairs(pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap,
-                                  crop_writer(crops, name, qf), ev.projection)  # fmt: skip
+                                  crop_writer(crops, name, qf), ev.projection, engine)  # fmt: skip
             summary = summarize(rows)
             summary["n"] = summary["jpeg"]["n"]
             summary["qf_est_mae"] = qf_error(rows, qf)
@@ -128,6 +130,7 @@ def real_world_results(params: Params, root: Path, model) -> tuple[dict, list[di
     """Every real-world case of every ``evaluate.real_world_sets`` set: summaries per set, and
     the per-image rows (without the decision text) for reports/real_world.csv."""
     ev, out, csv_rows = params.evaluate, {}, []
+    engine = build_engine(ev.engine, model, root / "models" / "model.pt", ev.precision)
     for name in ev.real_world_sets:
         folder = realworld_dir(root, name)
         if not folder.is_dir():
@@ -138,7 +141,7 @@ def real_world_results(params: Params, root: Path, model) -> tuple[dict, list[di
                 excluded[case] = json.loads((sub / "excluded.json").read_text())
             if sub.is_dir() and images.list_images(sub):
                 rows += realworld.evaluate_folder(model, case, qf, sub, refs_dir(root, name), ev.tile, ev.overlap,
-                                                  ev.projection)  # fmt: skip
+                                                  ev.projection, engine)  # fmt: skip
         summary = realworld.summarize(rows)
         for r in summary:
             print(f"{name} real world, {r['case']} QF {r['qf']}: {r['psnr_in']:.2f} -> {r['psnr_out']:.2f} dB "

@@ -72,6 +72,16 @@ def test_restore_page_restores_a_sample_photo(registry):
     assert list(at.dataframe[0].value.columns) == ["input", "restored", "gain"]  # scored against the original
 
 
+def test_restore_names_its_engine_and_can_be_cancelled(registry):
+    at = app()
+    assert any(c.value.startswith("Restored by ") for c in at.caption)  # the fastest engine installed
+    next(b for b in at.button if b.label == "Cancel").click().run()  # the flag the tiles check
+    assert not at.exception and "Restoration cancelled." in [w.value for w in at.warning]
+    assert not at.download_button
+    next(b for b in at.button if b.label == "Restore again").click().run()
+    assert not at.exception and "Restored (QF 20)" in captions(at)
+
+
 def test_qf_override_changes_the_output(registry):
     at = app()
     first = at.session_state["restored"][1][0].copy()

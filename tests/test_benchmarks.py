@@ -40,3 +40,22 @@ def test_bench_loader_counts_patches(tmp_path: Path, capsys) -> None:
     got = json.loads(out.read_text())
     assert got["images"] == 3 and got["rows"][0]["patches_per_s"] > 0
     assert "workers   0:" in capsys.readouterr().out
+
+
+def test_bench_restore_compares_engines(tmp_path: Path) -> None:
+    from benchmarks import bench_restore
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.engines import installed
+    from pipeline.models import build_model
+
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
+    engines = ",".join(e for e in ("torch", "onnxruntime") if installed(e))
+    out = tmp_path / "bench.json"
+    args = ["--ckpt", str(ckpt), "--engines", engines, "--size", "200x136", "--tiles", "128", "--old-rev", "",
+            "--repeats", "1", "--json", str(out)]  # fmt: skip
+    assert bench_restore.main(args) == 0
+    got = json.loads(out.read_text())
+    assert [r["engine"] for r in got["small"]][0] == "torch" and all(r["max_diff_grey"] < 0.01 for r in got["small"])
+    assert [r["tile"] for r in got["large"]] == [128] * len(got["small"])
+    assert all(r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in got["large"])

@@ -1,4 +1,4 @@
-"""restore(): odd sizes, tiling and blending, x8 TTA, the learned QF, progress reports (decisions: test_photo.py)."""
+"""restore(): odd sizes, tiling, x8 TTA, the learned QF, progress reports (decisions: test_photo.py)."""
 
 from __future__ import annotations
 
@@ -124,17 +124,22 @@ def test_estimate_qf_without_an_estimator() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "tile", "overlap"), [(300, 96, 48), (200, 96, 48), (97, 64, 32), (1000, 512, 64), (64, 64, 32)]
+    ("size", "tile", "overlap"),
+    [(304, 96, 48), (200, 96, 48), (104, 64, 32), (1000, 512, 64), (64, 64, 32), (4000, 1024, 64)],
 )
-def test_starts_cover_the_image_on_the_grid(size: int, tile: int, overlap: int) -> None:
-    starts = inference._starts(size, tile, overlap)
-    assert starts[0] == 0
-    assert all(s % 8 == 0 for s in starts)
-    assert starts == sorted(set(starts))
-    for a, b in zip(starts, starts[1:]):
-        assert b - a <= tile - overlap  # neighbours overlap by at least ``overlap``
-    # The last tile runs to the end of the image and is at most 7 px longer than ``tile``.
-    assert starts[-1] + tile <= max(size, tile) and size - starts[-1] <= tile + 7
+def test_spans_cover_the_image_once_with_context(size: int, tile: int, overlap: int) -> None:
+    spans = inference._spans(size, tile, overlap)
+    lengths = {b - a for a, b, _, _ in spans}
+    assert len(lengths) == 1 and lengths.pop() <= tile  # one tile shape for the runtimes
+    assert all(a % 8 == 0 for a, _, _, _ in spans) and spans[0][0] == 0 and spans[-1][1] == size
+    kept = [(k0, k1) for _, _, k0, k1 in spans]
+    assert kept[0][0] == 0 and kept[-1][1] == size and all(p[1] == q[0] for p, q in zip(kept, kept[1:]))
+    for (a, b, k0, k1), first, last in zip(spans, [True] + [False] * len(spans), [False] * (len(spans) - 1) + [True]):
+        assert a <= k0 < k1 <= b
+        assert first or k0 - a >= overlap // 2 - 8  # context before the kept part
+        assert last or b - k1 >= overlap // 2  # and after it
+    n = len(spans)  # as few tiles as possible: one fewer cannot cover with the overlap
+    assert n == 1 or (n - 1) * tile - (n - 2) * overlap < size
 
 
 def test_progress_is_reported(random_model: torch.nn.Module, lq: np.ndarray) -> None:
@@ -143,7 +148,7 @@ def test_progress_is_reported(random_model: torch.nn.Module, lq: np.ndarray) -> 
     assert calls == [(1, 1)]
     calls.clear()
     inference.restore(random_model, lq, qf=20, tile=64, overlap=32, progress=lambda d, t: calls.append((d, t)))
-    total = len(inference._starts(75, 64, 32)) * len(inference._starts(99, 64, 32))
+    total = len(inference._spans(80, 64, 32)) * len(inference._spans(104, 64, 32))  # padded to 8
     assert calls == [(i, total) for i in range(1, total + 1)]
     calls.clear()
     inference.restore(random_model, lq, qf=20, tta=True, progress=lambda d, t: calls.append((d, t)))

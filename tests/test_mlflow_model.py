@@ -26,7 +26,7 @@ import pytest
 import yaml
 from mlflow.exceptions import MlflowException
 
-from pipeline import images, metrics, tracking
+from pipeline import engines, images, metrics, tracking
 from pipeline.checkpoint import load_checkpoint
 from pipeline.mlflow_model import pinned_requirements
 
@@ -98,6 +98,10 @@ def test_model_folder_is_self_describing(registry):
     assert set(pinned_requirements()) <= set(requirements) and any(r.startswith("torch==") for r in requirements)
     example = json.loads((folder / "serving_input_example.json").read_text())
     assert example["dataframe_split"]["columns"] == ["image"]
+    if engines.installed("onnxruntime"):  # the ONNX graph sits where the engines look for it: no export
+        onnx = mlmodel["flavors"]["python_function"]["artifacts"]["onnx"]["path"]
+        assert folder / onnx == engines.onnx_path(folder / "artifacts" / "model.pt")
+        assert (folder / onnx).is_file()
 
 
 @pytest.mark.parametrize(

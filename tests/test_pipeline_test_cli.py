@@ -136,3 +136,14 @@ def test_bad_checkpoint(testset: tuple[Path, Path], tmp_path: Path, capsys: pyte
     bad.write_bytes(b"not a checkpoint")
     assert run(lq_dir, gt_dir, "--ckpt", bad) == 1
     assert "broken.pt" in capsys.readouterr().err
+
+
+def test_engine_is_named_and_agrees(testset: tuple[Path, Path], tmp_path: Path, ckpt: Path, capsys) -> None:
+    lq_dir, gt_dir = testset
+    reports = {}
+    for engine in ("torch", "auto"):
+        out = tmp_path / f"{engine}.json"
+        assert run(lq_dir, gt_dir, "--ckpt", ckpt, "--engine", engine, "--json", out) == 0
+        reports[engine] = json.loads(out.read_text())
+    assert "engine: torch" in capsys.readouterr().out
+    assert reports["auto"]["psnr"] == pytest.approx(reports["torch"]["psnr"], abs=0.01)

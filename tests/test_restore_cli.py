@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import images, tracking
+from pipeline import engines, images, tracking
 from pipeline.checkpoint import save_checkpoint
 from pipeline.models import build_model
 from pipeline.restore import main
@@ -188,3 +189,32 @@ def test_no_champion_falls_back_to_pretrained(mlflow_uri, tmp_path, ckpt, image_
     assert main(args) == 0
     assert "no champion in the model registry" in capsys.readouterr().err
     assert (tmp_path / "out" / "photo.png").is_file()
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime", "openvino"])
+def test_engine_is_chosen_and_named(tmp_path, ckpt, image_factory, capsys, engine):
+    if not engines.installed(engine):
+        pytest.skip(f"{engine} not installed")
+    images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(image_factory(48, 64, 5), 30))
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / engine, "--ckpt", ckpt, "--engine", engine, "-v") == 0
+    label = "torch" if engine == "torch" else f"{engine} f32"
+    assert f"engine {label}, " in capsys.readouterr().out
+    if engine != "torch":  # the same PNG as torch's, within a grey level
+        assert restore(tmp_path / "p.jpg", "-o", tmp_path / "torch", "--ckpt", ckpt, "--engine", "torch") == 0
+        a, b = (read_unchanged(tmp_path / d / "p.png").astype(int) for d in (engine, "torch"))
+        assert np.abs(a - b).max() <= 1
+
+
+def test_tiles_done_are_reported_on_stderr(tmp_path, ckpt, image_factory, capsys):
+    images.write_bytes(tmp_path / "big.jpg", images.encode_jpeg(image_factory(100, 130, 6), 30))
+    assert restore(tmp_path / "big.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "--engine", "torch",
+                   "--tile", "64", "--overlap", "16") == 0  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("big.jpg: tile ")]
+    assert lines == [f"big.jpg: tile {i}/6" for i in range(1, 7)]  # 2 rows x 3 columns of tiles
+
+
+def test_unavailable_engine_is_a_usage_error(tmp_path, ckpt, image_factory, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(image_factory(16, 16), 50))
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "--engine", "openvino") == 2
+    assert "not installed" in capsys.readouterr().err

@@ -208,3 +208,18 @@ def test_download_stage_logs_to_a_server(mlflow_server, tmp_path, monkeypatch):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["download_sample_test.json"]
     assert list((tmp_path / "art").rglob("download_sample_test.json"))  # in the server's artifact root
     assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
+
+
+def test_a_loaded_version_brings_its_onnx_graph(mlflow_uri: str, tmp_path: Path) -> None:
+    from pipeline import engines
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.models import build_model
+
+    if not engines.installed("onnxruntime"):
+        pytest.skip("onnxruntime not installed")
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
+    with tracking.start_run("train", "jpeg-restoration") as run:
+        tracking.log_checkpoint(ckpt)
+    local = tracking.checkpoint_from_uri(f"runs:/{run.info.run_id}/model")
+    assert engines.onnx_path(local).is_file()  # downloaded with it: the engines need not export

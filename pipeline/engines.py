@@ -1,0 +1,188 @@
+"""Inference engines: the same network run by PyTorch, ONNX Runtime or OpenVINO.
+
+Every engine maps one tile, RGB uint8 (1, H, W, 3) with H and W multiples of 8, and a QF to
+the restored tile, float32 (1, H, W, 3) in [0, 1]; colour conversion and clamping happen
+inside the graph. ONNX Runtime and OpenVINO run the ONNX graph exported from the
+self-describing checkpoint (QF as an input, dynamic height and width), cached next to the
+checkpoint under its content hash, so a new checkpoint gets a new graph and an old one is
+never re-exported. Both runtimes are optional: without them everything runs on torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+PRECISIONS = ("f32", "bf16")
+# Fastest first, as measured on a 2-core CPU (benchmarks/bench_restore.py, README): auto takes
+# the first one installed. On CUDA, torch is the only GPU engine here.
+CPU_ORDER = ("openvino", "onnxruntime", "torch")
+RunFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+class EngineError(ValueError):
+    """An engine that is unknown, not installed, or not usable on this device."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A ready-to-run network: ``run(tile_u8, qf)``. One tile size suits them all: 1024 (params
+    evaluate.tile) was as fast as 768 and faster than 512 and 256 for every engine (README)."""
+
+    name: str
+    run: RunFn
+    precision: str = "f32"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == "torch" else f"{self.name} {self.precision}"
+
+
+class _Graph(nn.Module):
+    """uint8 NHWC in, float NHWC in [0, 1] out: what every engine runs."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, qf: torch.Tensor | None) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
+        return self.net(x, qf).preds[-1].clamp(0.0, 1.0).permute(0, 2, 3, 1)
+
+
+def installed(name: str) -> bool:
+    """Whether engine ``name`` can run here (its runtime is importable)."""
+    if name == "torch":
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve(name: str, device: torch.device | str = "cpu") -> str:
+    """The engine ``name`` means on ``device``: auto -> the fastest installed (CUDA: torch)."""
+    if name not in ENGINE_CHOICES:
+        raise EngineError(f"engine {name!r} is not one of {', '.join(ENGINE_CHOICES)}")
+    on_gpu = torch.device(device).type != "cpu"
+    if name == "auto":
+        return "torch" if on_gpu else next(n for n in CPU_ORDER if installed(n))
+    if name != "torch" and on_gpu:
+        raise EngineError(f"engine {name!r} runs on the CPU only; use --engine torch on {device}")
+    if not installed(name):
+        raise EngineError(f"engine {name!r} is not installed (pip install {name}); torch always is")
+    return name
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def onnx_path(ckpt: Path) -> Path:
+    """Where the ONNX graph of checkpoint ``ckpt`` is cached: beside it, named by its content."""
+    return ckpt.with_name(f"{ckpt.stem}.{sha256(ckpt)[:16]}.onnx")
+
+
+def export_onnx(model: nn.Module, path: Path) -> Path:
+    """Export ``model`` (on the CPU, f32) to ``path`` atomically: inputs ``image`` uint8
+    (1, H, W, 3) and ``qf`` float (1,), output ``restored`` float (1, H, W, 3)."""
+    graph = _Graph(model).cpu().float().eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    example = (torch.zeros(1, 64, 96, 3, dtype=torch.uint8), torch.tensor([50.0]))
+    hw = {1: "height", 2: "width"}
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and still exact here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, example, str(tmp), input_names=["image", "qf"], output_names=["restored"],
+                          dynamic_axes={"image": hw, "restored": hw}, opset_version=17, dynamo=False)  # fmt: skip
+    tmp.replace(path)
+    return path
+
+
+def cached_onnx(model: nn.Module, ckpt: Path | None) -> Path:
+    """The ONNX graph for ``model`` loaded from ``ckpt``: re-used when cached, else exported.
+    Without a checkpoint file (or a writable folder beside it) it goes to a temporary folder."""
+    if ckpt is not None:
+        path = onnx_path(Path(ckpt))
+        if path.is_file():
+            return path
+        try:
+            return export_onnx(model, path)
+        except OSError:
+            pass
+    return export_onnx(model, Path(tempfile.mkdtemp(prefix="jpeg-restoration-")) / "model.onnx")
+
+
+def torch_run(model: nn.Module, amp: bool = True) -> RunFn:
+    """``model`` in PyTorch eager on its device (bf16 autocast on CUDA when ``amp``); a QF of
+    None lets the model condition on its own estimate."""
+    graph = _Graph(model).eval()
+    device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def run(tile: np.ndarray, qf: float | None) -> np.ndarray:
+        x = torch.from_numpy(tile).to(device)
+        q = None if qf is None else torch.tensor([float(qf)], device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            return graph(x, q).float().cpu().numpy()
+
+    return run
+
+
+def _onnxruntime_run(path: Path, precision: str) -> RunFn:
+    import onnxruntime as ort
+
+    if precision != "f32":
+        raise EngineError("onnxruntime runs at f32 only")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(tile: np.ndarray, qf: float) -> np.ndarray:
+        return session.run(None, {"image": tile, "qf": np.array([qf], np.float32)})[0]
+
+    return run
+
+
+def _openvino_run(path: Path, precision: str) -> RunFn:
+    import openvino as ov
+
+    core = ov.Core()
+    # OpenVINO silently runs bf16 on CPUs that have it: the hint pins what was measured.
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(tile: np.ndarray, qf: float) -> np.ndarray:
+        out = request.infer({"image": tile, "qf": np.array([qf], np.float32)})
+        return np.array(out[compiled.output(0)])
+
+    return run
+
+
+def build_engine(name: str, model: nn.Module, ckpt: Path | str | None = None, precision: str = "f32") -> Engine:
+    """Engine ``name`` (see ``resolve``) for ``model`` on its device; ``ckpt`` is the file it
+    was loaded from (the ONNX cache key). ``precision``: f32, or bf16 for OpenVINO (measured)."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = next(model.parameters()).device
+    name = resolve(name, device)
+    if name == "torch":
+        return Engine("torch", torch_run(model.eval()))
+    path = cached_onnx(model, None if ckpt is None else Path(ckpt))
+    run = (_onnxruntime_run if name == "onnxruntime" else _openvino_run)(path, precision)
+    return Engine(name, run, precision)

@@ -1,0 +1,121 @@
+"""Inference engines: the runtimes agree with torch, the ONNX cache follows the checkpoint's
+content, ``auto`` picks the fastest installed, and without the optional runtimes torch runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_image
+
+from pipeline import engines, images, inference
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.models import build_model
+
+KWARGS = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
+RUNTIMES = [pytest.param(n, marks=pytest.mark.skipif(not engines.installed(n), reason=f"{n} not installed"))
+            for n in ("onnxruntime", "openvino")]  # fmt: skip
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def write_ckpt(path: Path, seed: int) -> Path:
+    """A tiny QACNet with randomized weights (untrained it is the identity), as a checkpoint file."""
+    torch.manual_seed(seed)
+    model = build_model("qacnet", **KWARGS)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn_like(p))
+    save_checkpoint(path, "qacnet", KWARGS, model, {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ckpt(tmp_path_factory.mktemp("ckpt") / "model.pt", 0)
+
+
+@pytest.fixture(scope="module")
+def lq() -> np.ndarray:
+    return images.jpeg_roundtrip(smooth_image(75, 99, seed=3), 20)
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_runtimes_agree_with_torch(ckpt: Path, lq: np.ndarray, name: str) -> None:
+    model = load_checkpoint(ckpt)[0]
+    engine = engines.build_engine(name, model, ckpt)
+    assert engine.name == name and engine.label == f"{name} f32"
+    tile = np.ascontiguousarray(lq[None, :64, :96])
+    ref = engines.build_engine("torch", model).run(tile, 20.0)
+    out = engine.run(tile, 20.0)
+    assert out.shape == ref.shape == (1, 64, 96, 3) and out.dtype == np.float32
+    assert np.abs(out - ref).max() < 1e-4  # float32 rounding: far below a grey level (1 / 255)
+    assert not np.allclose(engine.run(tile, 80.0), out, atol=1e-3)  # the QF is an input of the graph
+    # The whole path (odd size padded to 8, tiles with seams) agrees too.
+    whole_torch = inference.restore_float(model, lq, 20, tile=48, overlap=16)
+    whole = inference.restore_float(model, lq, 20, tile=48, overlap=16, engine=engine)
+    assert np.abs(whole - whole_torch).max() < 1e-4
+
+
+def test_torch_engine_is_the_default_path(ckpt: Path, lq: np.ndarray) -> None:
+    model = load_checkpoint(ckpt)[0]
+    engine = engines.build_engine("torch", model)
+    np.testing.assert_array_equal(
+        inference.restore(model, lq, 30, tile=48, overlap=16),
+        inference.restore(model, lq, 30, tile=48, overlap=16, engine=engine),
+    )
+
+
+@pytest.mark.skipif(not engines.installed("onnxruntime"), reason="onnxruntime not installed")
+def test_onnx_cache_is_keyed_by_the_checkpoint_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_ckpt(tmp_path / "model.pt", 0)
+    exports: list[Path] = []
+    real = engines.export_onnx
+    monkeypatch.setattr(engines, "export_onnx", lambda m, p: exports.append(p) or real(m, p))
+    model = load_checkpoint(path)[0]
+    engines.build_engine("onnxruntime", model, path)
+    engines.build_engine("onnxruntime", model, path)  # cached: not exported again
+    assert len(exports) == 1 and exports[0] == engines.onnx_path(path) and exports[0].parent == tmp_path
+    assert exports[0].name == f"model.{engines.sha256(path)[:16]}.onnx"
+    write_ckpt(path, 1)  # a new checkpoint in the same file: a new graph
+    engines.build_engine("onnxruntime", load_checkpoint(path)[0], path)
+    assert len(exports) == 2 and exports[1] != exports[0]
+
+
+def test_auto_picks_the_fastest_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    have = {"torch", "onnxruntime", "openvino"}
+    monkeypatch.setattr(engines, "installed", lambda n: n in have)
+    assert engines.resolve("auto", "cpu") == "openvino"
+    assert engines.resolve("auto", torch.device("cuda")) == "torch"  # the only GPU engine
+    have.discard("openvino")
+    assert engines.resolve("auto") == "onnxruntime"
+    have.discard("onnxruntime")
+    assert engines.resolve("auto") == "torch"
+    with pytest.raises(engines.EngineError, match="not installed"):
+        engines.resolve("openvino")
+    with pytest.raises(engines.EngineError, match="CPU only"):
+        engines.resolve("onnxruntime", "cuda")
+    with pytest.raises(engines.EngineError, match="not one of"):
+        engines.resolve("tensorrt")
+
+
+def test_without_the_runtimes_everything_runs_on_torch(
+    ckpt: Path, lq: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("onnxruntime", "openvino"):
+        monkeypatch.setitem(sys.modules, name, None)  # ``import name`` now raises ImportError
+    assert not engines.installed("onnxruntime") and not engines.installed("openvino")
+    model = load_checkpoint(ckpt)[0]
+    engine = engines.build_engine("auto", model, ckpt)
+    assert engine.name == "torch"
+    assert inference.restore(model, lq, 30, engine=engine).shape == lq.shape
+    with pytest.raises(engines.EngineError, match="pip install openvino"):
+        engines.build_engine("openvino", model, ckpt)
+
+
+def test_precision_is_checked(ckpt: Path) -> None:
+    with pytest.raises(engines.EngineError, match="precision"):
+        engines.build_engine("torch", load_checkpoint(ckpt)[0], ckpt, "fp8")
