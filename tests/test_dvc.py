@@ -1,8 +1,10 @@
 """The real pipeline with real `dvc` commands, offline, on a copy of this repository.
 
 One fresh git repo (the tracked files, a tiny quickstart configuration) is shared by the tests
-below, in order: repro, nothing to rerun, exp run --temp writes into the repo's mlflow.db,
-an ablation registers a new version, and a DVC remote carries the outputs to a fresh clone.
+below, in order: repro (git status then shows only dvc.lock), nothing to rerun, an edit of
+pipeline/images.py invalidates exactly the stages that read pixels, exp run --temp writes into
+the repo's mlflow.db, two ablations register new versions and are compared with DVC's own
+commands, and a DVC remote carries the outputs to a fresh clone.
 """
 
 from __future__ import annotations
@@ -62,8 +64,12 @@ def db_rows(proj: Path, sql: str) -> list[tuple]:
 
 def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
     sh(DVC + ["repro"], project)
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics["results"]["sample_test"]) == {"10", "50"}
+    evaluation = json.loads((project / "reports" / "evaluation.json").read_text())
+    assert set(evaluation["results"]["sample_test"]) == {"10", "50"}
+    headline = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(headline) == {"primary", "qf10", "real_world", "params_M", "ms_img"}
+    status = sh(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout.splitlines()
+    assert status == ["?? dvc.lock"]  # everything else the pipeline writes is ignored
     assert (project / "reports" / "report.html").is_file()
     assert (project / "data" / "testsets" / "sample_test" / "color" / "qf_10").is_dir()
     promotion = json.loads((project / "reports" / "promotion.json").read_text())
@@ -73,6 +79,20 @@ def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
     assert "up to date" in sh(DVC + ["status"], project).stdout
     sh(["git", "add", "-A"], project)
     sh(["git", "commit", "-qm", "baseline results"], project)
+
+
+def test_editing_images_py_invalidates_the_stages_that_read_pixels(project: Path) -> None:
+    images_py = project / "pipeline" / "images.py"
+    before = images_py.read_text()
+    images_py.write_text(before + "# a comment is enough\n")
+    try:
+        status = sh(DVC + ["status", "--json"], project).stdout
+    finally:
+        images_py.write_text(before)
+    changed = set(json.loads(status))
+    assert {"download_train@sample_train", "refs@sample_test", "train", "evaluate", "promote"} <= changed
+    assert "report" not in changed  # the report reads no pixels
+    assert "up to date" in sh(DVC + ["status"], project).stdout
 
 
 def test_exp_run_temp_logs_into_the_repos_mlflow_db(project: Path) -> None:
@@ -85,18 +105,28 @@ def test_exp_run_temp_logs_into_the_repos_mlflow_db(project: Path) -> None:
     assert not list(project.glob(".dvc/tmp/exps/**/mlflow.db"))
 
 
-def test_fft_ablation_trains_evaluates_and_registers_a_version(project: Path) -> None:
+def test_two_temp_experiments_compared_with_dvc(project: Path) -> None:
+    """Two ablations in temporary copies: each registers a version; exp show, metrics diff,
+    params diff and plots diff compare them; the table fits 160 columns without an ellipsis."""
     versions = db_rows(project, "select count(*) from model_versions")[0][0]
-    sh(DVC + ["exp", "run", "-n", "fft-0.1", "-S", "loss.fft_weight=0.1"], project)
-    assert db_rows(project, "select count(*) from model_versions")[0][0] == versions + 1
+    for name, change in (("fft-0.1", "loss.fft_weight=0.1"), ("steps-20", "train.steps=20")):
+        sh(DVC + ["exp", "run", "--temp", "-n", name, "-S", change], project)
+    assert db_rows(project, "select count(*) from model_versions")[0][0] == versions + 2
     shown = json.loads(sh(DVC + ["exp", "show", "--json"], project).stdout)
-    names = [e["name"] for c in shown for e in (c.get("experiments") or [])]
-    assert "fft-0.1" in names
-    baseline = next(c for c in shown if c["rev"] != "workspace")
-    assert baseline["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]["value"] is not None
-    exp = next(e for c in shown for e in (c.get("experiments") or []) if e["name"] == "fft-0.1")["revs"][0]
-    assert exp["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
-    assert "value" in exp["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]
+    exps = {e["name"]: e["revs"][0] for c in shown for e in (c.get("experiments") or [])}
+    for name in ("fft-0.1", "steps-20"):
+        headline = exps[name]["data"]["metrics"]["reports/metrics.json"]["data"]
+        assert set(headline) >= {"primary", "qf10", "params_M", "ms_img"}, name
+    assert exps["fft-0.1"]["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
+    table = sh(["env", "COLUMNS=160"] + DVC + ["exp", "show", "--only-changed", "--no-pager"], project).stdout
+    assert "…" not in table and "primary" in table and "fft-0.1" in table and "steps-20" in table
+    assert max(len(line) for line in table.splitlines()) <= 160
+    metrics = sh(DVC + ["metrics", "diff", "fft-0.1", "steps-20", "--json"], project).stdout
+    assert "primary" in json.loads(metrics)["reports/metrics.json"]
+    params = json.loads(sh(DVC + ["params", "diff", "fft-0.1", "steps-20", "--json"], project).stdout)
+    assert set(params["params.yaml"]) == {"loss.fft_weight", "train.steps"}
+    plots = sh(DVC + ["plots", "diff", "fft-0.1", "steps-20", "--json"], project).stdout
+    assert "reports/gain_vs_qf.csv" in json.loads(plots)["data"]
 
 
 def _digest(path: Path) -> str:
