@@ -8,7 +8,9 @@ short scalars, so that ``COLUMNS=160 dvc exp show --only-changed`` fits without 
 - ``gain_<SET>``: mean blind-mode PSNR gain over every QF, per test set (not for a set that is
   the primary metric's only set: ``primary`` already is its gain);
 - ``qf10``, ``qf40``: blind-mode PSNR (dB) of the first test set at QF 10 and 40 (when evaluated);
-- ``real_world``: mean PSNR gain of the real-world cases (when that evaluation exists);
+- ``real_world``: mean PSNR gain of the real-world cases that were compressed (when that
+  evaluation exists; a never-compressed photo scores 100 dB when left unchanged, a convention
+  that would swamp the mean: the report shows that case on its own);
 - ``params_M``: parameters in millions; ``ms_img``: mean milliseconds to restore one test image.
 """
 
@@ -34,7 +36,8 @@ def headline(evaluation: dict[str, Any]) -> dict[str, float]:
     for qf in (10, 40):
         if str(qf) in first:
             out[f"qf{qf}"] = round(float(first[str(qf)]["blind"]["psnr"]), 2)
-    gains = [c["gain"] for rw in (evaluation.get("real_world") or {}).values() for c in rw.get("cases", [])]
+    cases = [c for rw in (evaluation.get("real_world") or {}).values() for c in rw.get("cases", [])]
+    gains = [c["gain"] for c in cases if c.get("psnr_in") is None or c["psnr_in"] < 99.0]
     if gains:
         out["real_world"] = round(float(np.mean(gains)), 3)
     params = (evaluation.get("model") or {}).get("params")
