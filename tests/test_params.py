@@ -144,7 +144,7 @@ def test_train_digest_covers_only_what_the_train_stage_declares() -> None:
             dataclasses.replace(p, register=dataclasses.replace(p.register, threshold=0.5)),
             dataclasses.replace(p, data=dataclasses.replace(p.data, test_sets=("LIVE1",)))]  # fmt: skip
     assert {q.train_digest() for q in same} == {p.train_digest()}
-    changed = [dataclasses.replace(p, train=dataclasses.replace(p.train, lr=1.0e-3)),
+    changed = [dataclasses.replace(p, train=dataclasses.replace(p.train, lr=2 * p.train.lr)),
                dataclasses.replace(p, loss=dataclasses.replace(p.loss, fft_weight=0.1)),
                dataclasses.replace(p, data=dataclasses.replace(p.data, train_sets=("DIV2K_train",)))]  # fmt: skip
     assert p.train_digest() not in {q.train_digest() for q in changed}
