@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_venv.sh
-if [ ! -d .git ]; then
+if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "quickstart.sh needs the git checkout (DVC records the pipeline's state next to it)" >&2
   exit 1
 fi

@@ -66,8 +66,8 @@ def version_facts(name: str, version: str, uri: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False)
 def run_evaluation(run_id: str, uri: str) -> dict[str, Any] | None:
-    """The evaluate stage's metrics.json logged in a run (``evaluate/metrics.json``), or None."""
-    path = tracking.run_artifact(run_id, "evaluate/metrics.json")
+    """The evaluate stage's evaluation logged in a run (``tracking.EVALUATION_ARTIFACT``), or None."""
+    path = tracking.run_evaluation(run_id)
     try:
         return json.loads(path.read_text()) if path else None
     except ValueError:

@@ -9,8 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common, tables
-from pipeline import tracking
-from stages import promote
+from pipeline import registry, tracking
 
 st.title("Registered models")
 p = common.load_params()
@@ -78,10 +77,10 @@ else:
             del st.session_state["models_pending"]
             try:
                 if action == "rollback":
-                    d = promote.rollback(p, common.project_dir())
+                    d = registry.rollback(p, common.project_dir() / "reports" / "promotion.json")
                 else:
-                    d = promote.promote_version(p, common.project_dir(), target)
-            except promote.PromotionError as e:
+                    d = registry.promote_version(p, target, common.project_dir() / "reports" / "promotion.json")
+            except registry.PromotionError as e:
                 st.error(f"Nothing changed: {e}")
             else:
                 common.registry_changed()

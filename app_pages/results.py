@@ -38,7 +38,7 @@ def read_report(path: Path) -> dict:
 
 
 def evaluation(version: dict | None, local: dict) -> dict | None:
-    """A version's evaluation: reports/metrics.json when it scored this version, else the one in its run."""
+    """A version's evaluation: reports/evaluation.json when it scored this version, else the one in its run."""
     if version is None or not version["run_id"]:
         return None
     if local.get("model", {}).get("run_id") == version["run_id"]:
@@ -66,7 +66,7 @@ def warn(who: str, negative_gains: list) -> None:
 
 
 st.title("Results")
-metrics_file, plots = REPORTS / "metrics.json", sorted((REPORTS / "plots").glob("*.png"))
+metrics_file, plots = REPORTS / "evaluation.json", sorted((REPORTS / "plots").glob("*.png"))
 report = read_report(metrics_file) if metrics_file.is_file() else {}
 name = common.load_params().register.model_name
 champion, candidate = tracking.alias_version(name, "champion"), tracking.alias_version(name, "candidate")
@@ -107,7 +107,7 @@ if comparing:
 elif champion or candidate:
     missing = [f"{a} v{v['version']}" for a, v, e in (("champion", champion, champ_eval), ("candidate", candidate, cand_eval))
                if v and not e]  # fmt: skip
-    st.info(f"No stored evaluation for {', '.join(missing)} (evaluate/metrics.json in its MLflow run): "
+    st.info(f"No stored evaluation for {', '.join(missing)} (evaluate/evaluation.json in its MLflow run): "
             "the champion-candidate comparison needs both. `dvc repro` evaluates and registers a candidate.")  # fmt: skip
 
 if report:

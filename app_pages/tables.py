@@ -1,6 +1,6 @@
 """Pure helpers of the Results and Models pages: evaluation reports and registry versions -> tables and sentences.
 
-An evaluation is the evaluate stage's metrics.json: ``{"model", "primary", "results": {set: {qf: {"jpeg",
+An evaluation is the evaluate stage's evaluation.json: ``{"model", "primary", "results": {set: {qf: {"jpeg",
 "blind", "header": {psnr, ssim, psnrb, ..., "gain"}, "n"}}}, "negative_gains"}``.
 """
 

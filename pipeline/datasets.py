@@ -125,3 +125,20 @@ def eval_pairs(lq_dir: Path, gt_dir: Path) -> list[EvalPair]:
             parts.append(f"no input in {lq_dir} for {', '.join(str(gt_by[n].name) for n in missing_lq[:10])}")
         raise ImageError("mismatched file names: " + "; ".join(parts))
     return [EvalPair(n, lq_by[n], gt_by[n]) for n in sorted(lq_by)]
+
+
+# The layout of one generated test set under the test-set folder (dvc.yaml names the folder and
+# its outputs; the evaluate and promote stages find a set's files through these).
+def refs_dir(testsets: Path, name: str) -> Path:
+    """Lossless ground truth of set ``name``."""
+    return Path(testsets) / name / "refimgs"
+
+
+def jpeg_dir(testsets: Path, name: str, qf: int) -> Path:
+    """The OpenCV 4:2:0 JPEGs of set ``name`` at quality ``qf``."""
+    return Path(testsets) / name / "color" / f"qf_{qf}"
+
+
+def realworld_dir(testsets: Path, name: str) -> Path:
+    """The real-world cases of set ``name`` (pipeline/realworld.py)."""
+    return Path(testsets) / name / "realworld"

@@ -8,8 +8,6 @@ never leaves this module. JPEG encoding follows the published protocol exactly:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.files import write_bytes  # images.write_bytes: encoded image bytes, atomically
 from pipeline.jpeg import Header, read_header
 
 # OpenCV's own thread pool deadlocks in processes forked after it started (DataLoader workers,
@@ -155,19 +154,6 @@ def read_decoded(path: str | Path, max_pixels: int = MAX_PIXELS) -> Decoded:
     return decode_image(data, str(path), max_pixels)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes private files; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """PNG bytes of an RGB (H, W, 3) or grayscale (H, W) uint8/uint16 image, with optional
     alpha of the same depth (a grayscale image with alpha is written as RGBA)."""
@@ -190,12 +176,7 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
 
 def write_png(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
     """Write a PNG atomically (a reader never sees a half-written file)."""
-    _atomic_write_bytes(Path(path), encode_png(rgb, alpha))
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write encoded image bytes atomically."""
-    _atomic_write_bytes(Path(path), data)
+    write_bytes(path, encode_png(rgb, alpha))
 
 
 def _check_rgb(rgb: np.ndarray, allow16: bool = False) -> None:

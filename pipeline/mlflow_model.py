@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -157,11 +158,11 @@ def upgrade_aliases(name: str, experiment: str) -> dict[str, str]:
         if not version["aliases"] or not version["run_id"] or tracking.run_artifact(version["run_id"], "model/MLmodel"):
             continue
         checkpoint = tracking.checkpoint_from_uri(f"models:/{name}/{version['version']}")
-        evaluation = tracking.run_artifact(version["run_id"], "evaluate/metrics.json")
+        evaluation = tracking.run_evaluation(version["run_id"])
         with tracking.start_run("upgrade", experiment) as run:
             tracking.log_checkpoint(checkpoint)
             if evaluation is not None:
-                tracking.log_artifact(evaluation, "evaluate")
+                tracking.log_dict(json.loads(evaluation.read_text()), tracking.EVALUATION_ARTIFACT)
         tags = {**version["tags"], "upgraded_from": version["version"]}
         moved[version["version"]] = tracking.register_version(name, run.info.run_id, tags, tuple(version["aliases"]))
     return moved

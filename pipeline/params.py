@@ -137,6 +137,14 @@ class Params:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def train_digest(self) -> str:
+        """A short hash of what the train stage declares (``data.train_sets``, ``model``, ``loss``,
+        ``train``): the key of its resume state, so editing evaluate or register keeps it."""
+        declared = {"train_sets": self.data.train_sets, "model": self.model, "loss": self.loss, "train": self.train}
+        blob = json.dumps({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                           for k, v in declared.items()}, sort_keys=True, default=list)  # fmt: skip
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
 
 def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))

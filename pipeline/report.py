@@ -1,4 +1,4 @@
-"""The evaluation report's parts: tables, PNG plots (as bytes), the ablation table, two renderers.
+"""The evaluation report's parts: tables, the champion comparison, PNG plots (as bytes), two renderers.
 
 A report is a list of blocks rendered twice (``to_markdown``, ``to_html``), so the two never disagree:
 ``("h", level, text)``, ``("p", text)``, ``("list", items)``, ``("table", headers, rows)``,
@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 Block = tuple
 MODES = {"blind": "blind (QF estimated)", "header": "QF from the JPEG header"}
 REPRODUCED = "reproduced here"  # source label of the published JPEG rows
-ABLATION_KEYS = ("model.arch", "model.qacnet.num_stages", "model.qacnet.qf_conditioning")  # and every loss.*
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px}
 th{background:#eee;text-align:left}tr.group td{border-top:2px solid #777}code{background:#f4f4f4}
@@ -131,73 +130,25 @@ def qf_mae_table(results: dict[str, Any]) -> Block:
     return ("table", ["set"] + [f"QF{q}" for q in qfs], rows)
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def _exp_row(entry: dict[str, Any], status: str) -> dict[str, Any]:
-    data = entry.get("data") or {}
-    params: dict[str, Any] = {}
-    for f in (data.get("params") or {}).values():
-        params |= flatten(f.get("data") or {})
-    metrics: dict[str, Any] = {}
-    if status in ("baseline", "success"):  # a failed or queued run still shows its baseline's metrics files
-        metrics = next((f["data"] for f in (data.get("metrics") or {}).values() if "primary" in f.get("data", {})), {})
-    results = metrics.get("results", {})
-    set_name = "LIVE1" if "LIVE1" in results else next(iter(results), None)
-    gain = results.get(set_name, {}).get("10", {}).get("blind", {}).get("gain")
-    primary = metrics.get("primary", {}).get("value")
-    return {"name": entry.get("name") or str(entry.get("rev"))[:7], "rev": str(entry.get("rev", ""))[:7], "status": status, "params": params,
-            "primary": primary, "qf10_set": set_name, "qf10_gain": gain}  # fmt: skip
-
-
-def parse_experiments(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``dvc exp show --json`` (DVC 3.x): each baseline commit, then its experiments.
-
-    The JSON is a list of commits ``{rev, name, data: {params: {file: {data}}, metrics: {file: {data}}},
-    error, experiments: [{name, executor: null | {state}, revs: [same as a commit]}] | null}``; the
-    "workspace" entry repeats the last run and is skipped. An experiment row's ``changed`` holds the
-    params that differ from its baseline.
-    """
-    rows = []
-    for commit in exp_show:
-        if commit.get("rev") == "workspace":
-            continue
-        base = _exp_row(commit, "baseline")
-        rows.append(base | {"baseline": True, "changed": {}})
-        for exp in commit.get("experiments") or []:
-            rev = exp["revs"][0]  # the newest revision of the experiment
-            state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
-            row = _exp_row(rev | {"name": exp.get("name") or rev.get("name")}, state)
-            changed = {k: v for k, v in row["params"].items() if k not in base["params"] or base["params"][k] != v}
-            rows.append(row | {"baseline": False, "changed": changed, "base_primary": base["primary"]})
-    return rows
-
-
-def ablation_blocks(rows: list[dict[str, Any]] | str) -> list[Block]:
-    """The ablation table, or a paragraph saying why there is none (``rows`` may be an error message)."""
-    if isinstance(rows, str):
-        return [("p", f"No ablation table: {rows}")]
-    if not any(not r["baseline"] for r in rows):
-        return [("p", "No ablation table: `dvc exp show` lists no experiments (run `dvc exp run -S key=value`).")]
-    set_name = next((r["qf10_set"] for r in rows if r["qf10_set"]), None) or "first set"
-    head = ["experiment", "rev", "status", "params", "primary", "vs baseline", f"{set_name} QF10 gain"]
-    table = []
-    for r in rows:
-        keys = (
-            [k for k in r["params"] if k.startswith("loss.") or k in ABLATION_KEYS] if r["baseline"] else r["changed"]
-        )
-        shown = {k: r["params"][k] for k in keys}
-        delta = None if r["baseline"] or None in (r["primary"], r["base_primary"]) else r["primary"] - r["base_primary"]
-        params = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
-        cells = [fmt(r["primary"], 3, True), fmt(delta, 3, True), fmt(r["qf10_gain"], 3, True)]
-        table.append([r["name"], r["rev"], r["status"], params, *cells])
-    note = "params: the ablation keys of a baseline; for an experiment, what it changed. Metrics in dB."
-    return [("p", note), ("table", head, table)]
+def champion_blocks(current: dict[str, Any], champion: dict[str, Any] | None, label: str) -> list[Block]:
+    """The model just evaluated next to the registry's champion, on the same test sets and QFs
+    (blind-mode PSNR and gain; ``champion`` is its stored evaluation, or None)."""
+    if champion is None:
+        return [("p", f"No comparison: {label}.")]
+    head = ["set", "QF", "PSNR (this model)", "PSNR (champion)", "gain (this model)", "gain (champion)", "difference"]
+    rows, better, total = [], 0, 0
+    for s, by_qf in current.get("results", {}).items():
+        for q, r in by_qf.items():
+            c = champion.get("results", {}).get(s, {}).get(q, {}).get("blind", {})
+            mine, theirs = r["blind"]["gain"], c.get("gain")
+            diff = None if theirs is None else mine - theirs
+            better, total = better + (diff is not None and diff > 0), total + (diff is not None)
+            rows.append([s, q, fmt(r["blind"]["psnr"]), fmt(c.get("psnr")), fmt(mine, 3, True), fmt(theirs, 3, True),
+                         fmt(diff, 3, True)])  # fmt: skip
+    summary = f"This model is better than the champion ({label}) at {better} of {total} set x QF points (blind mode)."
+    if total < len(rows):
+        summary += " '-': the champion's stored evaluation has no such point (the promote stage completes it)."
+    return [("p", summary), ("table", head, rows)]
 
 
 def _figure(ncols: int) -> tuple[Figure, list[Any]]:

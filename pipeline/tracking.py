@@ -10,7 +10,7 @@ baseline revision and the git commit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import json
 import os
 import subprocess
 import tempfile
@@ -20,6 +20,8 @@ from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
+
+from pipeline import files
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,8 +47,7 @@ def init_store() -> MlflowClient:
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
-        with open(db.with_name(db.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with files.lock(db.with_name(db.name + ".lock")):
             MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema
     return MlflowClient(uri, registry_uri=uri)
 
@@ -133,6 +134,7 @@ def active_run_id() -> str | None:
 # around our self-describing checkpoint (pipeline/mlflow_model.py). This project rebuilds the
 # network from the checkpoint with weights-only loading; MLflow's tools load the pyfunc model.
 
+EVALUATION_ARTIFACT = "evaluate/evaluation.json"  # the evaluate stage's detail file, in a run
 CHECKPOINT_ARTIFACT = "model"  # artifact folder of a run: the pyfunc model holding model.pt
 
 
@@ -252,6 +254,16 @@ def run_artifact(run_id: str, path: str) -> Path | None:
     except (mlflow.exceptions.MlflowException, OSError):
         return None
     return local if local.is_file() else None
+
+
+def run_evaluation(run_id: str) -> Path | None:
+    """A local copy of the evaluation logged in a run (``EVALUATION_ARTIFACT``; runs logged before
+    the headline/detail split hold it as ``evaluate/metrics.json``), or None."""
+    for name in (EVALUATION_ARTIFACT, "evaluate/metrics.json"):
+        path = run_artifact(run_id, name)
+        if path is not None and "results" in json.loads(path.read_text()):
+            return path
+    return None
 
 
 def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:

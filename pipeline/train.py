@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,21 @@ def lr_at(cfg: TrainParams, step: int, progress: float) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The EMA decay at ``step``: warmed up from 0.1, so short runs are not dominated by the init."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema_params: list[torch.Tensor], params: list[torch.Tensor], ema_buffers: Iterable[torch.Tensor],
+               buffers: Iterable[torch.Tensor], decay: float) -> None:  # fmt: skip
+    """EMA step: ``ema = decay * ema + (1 - decay) * param`` for every parameter (one fused
+    kernel); buffers are copied. The EMA weights are what gets saved, evaluated and shipped."""
+    torch._foreach_lerp_(ema_params, params, 1 - decay)
+    for b_ema, b in zip(ema_buffers, buffers):
+        b_ema.copy_(b)
+
+
 class TrainStep:
     """One optimizer step: forward (bf16 autocast on CUDA) + hybrid loss + backward + clipping +
     AdamW + EMA update. Shared by fit() and benchmarks.bench_models, so the benchmark times
@@ -96,10 +111,7 @@ class TrainStep:
         loss.backward()
         gnorm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.ema_params, self.params, 1 - ema_decay)
-            for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
-                b_ema.copy_(b)
+        update_ema(self.ema_params, self.params, self.ema.buffers(), self.model.buffers(), ema_decay)
         if self.compile == "reduce-overhead":  # CUDA-graph outputs are overwritten by the next step
             loss, parts = loss.clone(), {k: v.clone() for k, v in parts.items()}
         return loss.detach(), parts, gnorm
@@ -132,6 +144,80 @@ def validate(
     return val
 
 
+def setup_ddp(cfg: TrainParams) -> tuple[torch.device, int, int]:
+    """(device, world size, rank): one process per device under torchrun (NCCL on CUDA, gloo on
+    the CPU), joined into the process group; a single process otherwise."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    try:
+        device = pick_device(cfg.device)
+    except DeviceError as e:
+        raise TrainingError(f"train.device: {e}") from None
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return device, world, rank
+
+
+def resume(path: Path, digest: str, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+           verbose: bool) -> tuple[int, float]:  # fmt: skip
+    """Load the resume state when it belongs to this configuration; (step, elapsed seconds)."""
+    if not path.exists():
+        return 0, 0.0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("digest") != digest:
+        if verbose:
+            print(f"ignoring {path}: it belongs to another configuration (digest {state.get('digest')} != {digest})")
+        return 0, 0.0
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    if verbose:
+        print(f"resuming from {path} at step {int(state['step'])}")
+    return int(state["step"]), float(state["elapsed"])
+
+
+def make_loader(images: list[np.ndarray], cfg: TrainParams, step: int, rank: int, world: int,
+                device: torch.device) -> torch.utils.data.DataLoader:  # fmt: skip
+    """Batches of on-the-fly training pairs, continuing the stream at ``step`` (a resumed run sees
+    the pairs it would have seen); each of ``world`` processes takes its share."""
+    items = cfg.batch_size // cfg.patches_per_image // world
+    if items < 1:
+        raise TrainingError(
+            f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches"
+        )
+    deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob, cfg.resize_prob,
+                      cfg.clean_prob)  # fmt: skip
+    return torch.utils.data.DataLoader(
+        TrainPairs(images, cfg.patch_size, deg, cfg.seed, cfg.patches_per_image),
+        batch_size=items,
+        sampler=StreamSampler(step * items * world, rank, world),
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+
+
+class Throughput:
+    """Patches per second and the share of time spent waiting for data, over a logging window."""
+
+    def __init__(self) -> None:
+        self.t, self.n, self.wait, self.rate = time.time(), 0, 0.0, 0.0
+
+    def read(self) -> dict[str, float]:
+        window = max(time.time() - self.t, 1e-9)
+        self.rate, share = self.n / window, self.wait / window
+        self.t, self.n, self.wait = time.time(), 0, 0.0
+        return {"patches_per_s": self.rate, "data_wait_share": share}
+
+
 def fit(
     arch: str,
     kwargs: dict[str, Any],
@@ -149,23 +235,9 @@ def fit(
 
     ``init``: weights to start from (continued training) instead of a fresh initialisation.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    try:
-        device = pick_device(cfg.device)
-    except DeviceError as e:
-        raise TrainingError(f"train.device: {e}") from None
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device, world, rank = setup_ddp(cfg)
     main = rank == 0
     torch.manual_seed(cfg.seed + rank)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
     model = build_model(arch, **kwargs)
     if init is not None:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
@@ -173,110 +245,59 @@ def fit(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     loss_fn = HybridLoss(loss_cfg.weights(), loss_cfg.stage_weight, vgg_pretrained).to(device)
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-
-    step, elapsed = 0, 0.0
-    if resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if state.get("digest") == digest:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["opt"])
-            step, elapsed = int(state["step"]), float(state["elapsed"])
-            if main:
-                print(f"resuming from {resume_path} at step {step}")
-        elif main:
-            print(
-                f"ignoring {resume_path}: it belongs to another configuration (digest {state.get('digest')} != {digest})"
-            )
-    resumed_from = step
-    time_limit = cfg.max_minutes * 60.0
+    step, elapsed = resume(resume_path, digest, model, ema, opt, main)
+    resumed_from, time_limit = step, cfg.max_minutes * 60.0
 
     def progress(s: int, t: float) -> float:
         return max(s / cfg.steps, t / time_limit if time_limit > 0 else 0.0)
 
     def save_state() -> None:
         if main:
-            atomic_save(
-                {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "step": step, "elapsed": elapsed, "digest": digest},
-                resume_path,
-            )  # fmt: skip
+            atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "step": step, "elapsed": elapsed, "digest": digest}, resume_path)  # fmt: skip
 
-    items = cfg.batch_size // cfg.patches_per_image // world
-    if items < 1:
-        raise TrainingError(
-            f"train.batch_size {cfg.batch_size} is too small for {world} processes x {cfg.patches_per_image} patches"
-        )
-    deg = Degradation(cfg.qf_min, cfg.qf_max, cfg.double_jpeg_prob, cfg.gray_prob, cfg.align_prob, cfg.resize_prob,
-                      cfg.clean_prob)  # fmt: skip
-    loader = torch.utils.data.DataLoader(
-        TrainPairs(train_images, cfg.patch_size, deg, cfg.seed, cfg.patches_per_image),
-        batch_size=items,
-        sampler=StreamSampler(step * items * world, rank, world),
-        num_workers=cfg.workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if cfg.workers > 0 else None,
-    )
-    net = (
-        nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        if world > 1
-        else model
-    )
+    data = iter(make_loader(train_images, cfg, step, rank, world, device))
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model  # fmt: skip
     train_step = TrainStep(model, ema, opt, loss_fn, cfg.grad_clip, cfg.amp, cfg.compile, net)
-    val_pairs = validation_pairs(val_images)
-    val: dict[str, float] = {}
-    t_start, window_t, window_n, window_wait = time.time() - elapsed, time.time(), 0, 0.0
-    rate = 0.0
+    val_pairs, val, speed = validation_pairs(val_images), {}, Throughput()
+    t_start = time.time() - elapsed
     # Redraw at most once a minute when the output is a log file, not a terminal.
     bar = tqdm(total=cfg.steps, initial=step, disable=not main, dynamic_ncols=True, desc="train",
                mininterval=1.0 if sys.stderr.isatty() else 60.0)  # fmt: skip
-    data = iter(loader)
     done = progress(step, elapsed) >= 1.0
     while not done:
         t_wait = time.perf_counter()  # time the loop waits for data: the GPU starves meanwhile
         lq, gt, qf = (t.to(device, non_blocking=True) for t in next(data))
-        window_wait += time.perf_counter() - t_wait
+        speed.wait += time.perf_counter() - t_wait
         lq, gt = lq.contiguous(memory_format=torch.channels_last), gt.contiguous(memory_format=torch.channels_last)
-        # EMA with a warm-up, so short runs are not dominated by the init
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        loss, parts, gnorm = train_step(lq, gt, qf, lr_at(cfg, step, progress(step, elapsed)), decay)
-        step += 1
-        window_n += lq.shape[0] * world
-        elapsed = time.time() - t_start
+        lr = lr_at(cfg, step, progress(step, elapsed))
+        loss, parts, gnorm = train_step(lq, gt, qf, lr, ema_decay_at(cfg.ema_decay, step))
+        step, speed.n, elapsed = step + 1, speed.n + lq.shape[0] * world, time.time() - t_start
         bar.update(1)
-        last = progress(step, elapsed) >= 1.0
+        done = progress(step, elapsed) >= 1.0
         if world > 1 and time_limit > 0:  # wall clocks differ: rank 0 decides when to stop
-            flag = torch.tensor([float(last)], device=device)
+            flag = torch.tensor([float(done)], device=device)
             dist.broadcast(flag, 0)
-            last = bool(flag.item())
-        done = last
-        if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or last:
-            # Once a step goes NaN every later loss is NaN too: checking here, before any
-            # checkpoint is written, is enough to never save broken weights.
-            if not math.isfinite(float(loss)):
-                raise TrainingError(
-                    f"loss became {float(loss)} at step {step} (grad norm {float(gnorm):.3g}); "
-                    f"the last good checkpoint is kept at {resume_path}. Lower train.lr or train.grad_clip."
-                )
-        if step % cfg.log_every == 0 or last:
-            window_s = max(time.time() - window_t, 1e-9)
-            rate, wait_share = window_n / window_s, window_wait / window_s
-            window_t, window_n, window_wait = time.time(), 0, 0.0
-            metrics = {"loss": float(loss), **{f"loss_{k}": float(v) for k, v in parts.items()}}
-            metrics.update(lr=opt.param_groups[0]["lr"], grad_norm=float(gnorm), patches_per_s=rate,
-                           data_wait_share=wait_share)  # fmt: skip
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", pps=f"{rate:.0f}")
+            done = bool(flag.item())
+        # Once a step goes NaN every later loss is NaN too: checking before any checkpoint is
+        # written is enough to never save broken weights.
+        if (step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or done) and not math.isfinite(float(loss)):
+            raise TrainingError(
+                f"loss became {float(loss)} at step {step} (grad norm {float(gnorm):.3g}); "
+                f"the last good checkpoint is kept at {resume_path}. Lower train.lr or train.grad_clip."
+            )
+        if step % cfg.log_every == 0 or done:
+            metrics = {"loss": float(loss), **{f"loss_{k}": float(v) for k, v in parts.items()}, "lr": lr,
+                       "grad_norm": float(gnorm), **speed.read()}  # fmt: skip
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", pps=f"{speed.rate:.0f}")
             if main and log:
                 log(metrics, step)
-        if main and (step % cfg.val_every == 0 or last) and val_pairs:
+        if main and (step % cfg.val_every == 0 or done) and val_pairs:
             val = validate(ema, val_pairs, device)
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
             if log:
                 log(val, step)
-        if step % cfg.ckpt_every == 0 or last:
+        if step % cfg.ckpt_every == 0 or done:
             save_state()
     bar.close()
     if main and not val and val_pairs:  # a run that was already complete: report its validation
@@ -284,4 +305,4 @@ def fit(
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return FitResult(ema.float().cpu().eval(), step, elapsed, rate, resumed_from, val)
+    return FitResult(ema.float().cpu().eval(), step, elapsed, speed.rate, resumed_from, val)

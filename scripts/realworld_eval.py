@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import images, params
+from pipeline import datasets, images, params
 from pipeline.checkpoint import load_checkpoint
 from stages import evaluate, make_testsets
 
@@ -48,14 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     model, meta = load_checkpoint(args.ckpt)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        testsets = Path(tmp)
         for name, folder in sets.items():
-            raw = root / "data" / "raw" / "test" / name
-            raw.parent.mkdir(parents=True, exist_ok=True)
-            raw.symlink_to(Path(folder).resolve())  # where the download stage would have put the set
-            make_testsets.make_refs(p, name, root)
-            make_testsets.make_realworld(p, name, root)
-        out, _ = evaluate.real_world_results(p, root, model)
+            make_testsets.make_refs(Path(folder), datasets.refs_dir(testsets, name))
+            make_testsets.make_realworld(
+                list(qfs), datasets.refs_dir(testsets, name), datasets.realworld_dir(testsets, name)
+            )
+        out, _ = evaluate.real_world_results(p, testsets, model)
     result = {"checkpoint": str(args.ckpt), "projection": args.projection, "qfs": list(qfs), "real_world": out}
     if args.json:
         images.write_bytes(args.json, json.dumps(result, indent=1).encode())

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, help="how long the pipeline took")
     args = ap.parse_args(argv)
     root = Path.cwd()
-    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    metrics = json.loads((root / "reports" / "evaluation.json").read_text())
     print(
         f"\n{'set':14} {'QF':>3} {'JPEG PSNR':>9} {'blind':>7} {'gain':>6} {'header':>7} {'gain':>6} {'SSIM':>12} {'PSNR-B':>13}"
     )
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
             j, b, h = r["jpeg"], r["blind"], r["header"]
             print(f"{name:14} {q:>3} {j['psnr']:9.2f} {b['psnr']:7.2f} {b['gain']:+6.2f} {h['psnr']:7.2f} {h['gain']:+6.2f} "
                   f"{j['ssim']:.3f}>{b['ssim']:.3f} {j['psnrb']:6.2f}>{b['psnrb']:6.2f}")  # fmt: skip
+    headline = json.loads((root / "reports" / "metrics.json").read_text())
+    print("\nheadline metrics (reports/metrics.json): " + ", ".join(f"{k} {v}" for k, v in headline.items()))
     p = metrics["primary"]
     print(f"\nprimary metric: {p['value']:+.3f} dB (blind PSNR gain, {'+'.join(p['sets'])} QF {p['qfs']})")
     promo = root / "reports" / "promotion.json"

@@ -1,10 +1,12 @@
-"""DVC stage ``download``: one data set into data/raw/<role>/<SET>/ (``python -m stages.download SET``).
+"""DVC stage ``download``: one data set into a folder (``python -m stages.download SET --out DIR --downloads DIR``).
 
 Sources, the first that applies: the user's folder ``data.local.<SET>``; the bundled sample
 photos (``sample_train``/``sample_test``); the catalog URL, or ``data.mirror`` + the archive's
-file name. Archives are cached in data/downloads/ (not a DVC output, so a rerun never downloads
-twice). Every image is decoded once to validate it. The set is built in a hidden folder next to
-the output and moved into place only when complete: a failure leaves no partial output.
+file name. Archives are cached in the ``--downloads`` folder (not a DVC output, so a rerun never
+downloads twice). Every image is decoded once to validate it; in a local folder, files that are
+not images by their extension (README.md, .DS_Store, Thumbs.db) are skipped with one warning.
+The set is built in a hidden folder next to the output and moved into place only when complete:
+a failure leaves no partial output.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import hashlib
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline import datasets, images, tracking
+from pipeline import datasets, files, images, tracking
 from pipeline import params as params_mod
 from pipeline.datasets import DatasetSpec
 from pipeline.fetch import DownloadError, download, extract
@@ -41,27 +42,30 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _from_local(spec: DatasetSpec, folder: Path, tmp: Path) -> list[dict[str, Any]]:
-    """Copy a user's folder: the first of the catalog's ``local_subdirs`` that holds files."""
+    """Copy a user's folder: the first of the catalog's ``local_subdirs`` that holds images (hidden
+    files and files without an image extension are skipped; a file named like an image must decode)."""
     if not folder.is_dir():
         raise DownloadError(f"data.local.{spec.name}: {folder} is not a folder")
     for sub in spec.local_subdirs:
         src_dir = folder / sub
-        files = (
-            sorted(p for p in src_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-            if src_dir.is_dir()
-            else []
-        )
-        if files:
+        found = sorted(p for p in src_dir.iterdir() if p.is_file()) if src_dir.is_dir() else []
+        sources = [p for p in found if p.suffix.lower() in images.IMAGE_SUFFIXES and not p.name.startswith(".")]
+        if sources:
             break
     else:
         tried = ", ".join(str(folder / s) for s in spec.local_subdirs)
         raise ImageError(f"data.local.{spec.name}: no image files in {tried}")
+    others = [p.name for p in found if p not in sources]
+    if others:
+        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        print(f"warning: data.local.{spec.name}: skipping {len(others)} file(s) that are not images: {shown}",
+              file=sys.stderr)  # fmt: skip
     entries = []
-    for src in files:
+    for src in sources:
         try:
             entries.append(_entry(src.name, src.read_bytes(), str(src)))
         except ImageError as e:
-            raise ImageError(f"{e} (data.local.{spec.name} must hold only images; hidden files are ignored)") from None
+            raise ImageError(f"{e} (data.local.{spec.name}: a file named like an image must be one)") from None
         _link_or_copy(src, tmp / src.name)
     return entries
 
@@ -87,17 +91,16 @@ def _from_url(
     return digest, [_entry(p.name, p.read_bytes(), f"{archive.name}:{p.name}") for p in files]
 
 
-def run(params: Params, name: str, root: Path, progress: bool = True) -> dict[str, Any]:
-    """Fill ``root/data/raw/<role>/<name>/`` from the first source that applies; a summary dict."""
+def run(params: Params, name: str, out: Path, downloads: Path, progress: bool = True) -> dict[str, Any]:
+    """Fill the folder ``out`` with set ``name`` from the first source that applies; a summary dict.
+
+    A relative ``data.local`` folder is read from the current directory (the repo root under DVC).
+    """
     spec = datasets.spec(name)
-    out = Path(root) / "data" / "raw" / spec.role / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out.parent))
-    digest = None
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the data set is not
+    out, digest = Path(out), None
+    with files.replacing_dir(out) as tmp:
         if name in params.data.local:
-            folder = Path(root) / Path(params.data.local[name]).expanduser()
+            folder = Path(params.data.local[name]).expanduser()
             source, location = "local", str(folder)
             entries = _from_local(spec, folder, tmp)
         elif name in datasets.SAMPLE_PHOTOS:
@@ -108,16 +111,9 @@ def run(params: Params, name: str, root: Path, progress: bool = True) -> dict[st
             source, location = "url", spec.url
             if params.data.mirror:
                 source, location = "mirror", params.data.mirror.rstrip("/") + "/" + archive_name
-            archive = Path(root) / "data" / "downloads" / archive_name
-            digest, entries = _from_url(spec, location, archive, tmp, progress)
+            digest, entries = _from_url(spec, location, Path(downloads) / archive_name, tmp, progress)
         else:
             raise DownloadError(f"{name}: no URL in the catalog; set data.local.{name}: /path/to/folder")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary = {
         "set": name,
         "role": spec.role,
@@ -140,10 +136,12 @@ def run(params: Params, name: str, root: Path, progress: bool = True) -> dict[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__.splitlines()[0])
     parser.add_argument("set", metavar="SET", choices=sorted(datasets.CATALOG), help="a name from the catalog")
+    parser.add_argument("--out", type=Path, required=True, help="the set's folder (a DVC output)")
+    parser.add_argument("--downloads", type=Path, required=True, help="archive cache folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     try:
-        s = run(params_mod.load(args.params), args.set, Path.cwd())
+        s = run(params_mod.load(args.params), args.set, args.out, args.downloads)
     except (DownloadError, ImageError, ParamsError) as e:
         print(f"download {args.set}: error: {e}", file=sys.stderr)
         return 1

@@ -1,16 +1,22 @@
-"""Evaluate stage: ``python -m stages.evaluate`` (DVC stage ``evaluate``).
+"""Evaluate stage (DVC stage ``evaluate``; dvc.yaml passes every path)::
 
-Scores models/model.pt on every generated test set x QF in blind mode (QF estimated from the
+    python -m stages.evaluate --model FILE --testsets DIR --metrics FILE --evaluation FILE
+        --per-image FILE --gain-vs-qf FILE --real-world FILE --crops DIR
+
+Scores the checkpoint on every generated test set x QF in blind mode (QF estimated from the
 pixels) and header mode (QF from the file's quantization tables), with the JPEG input beside
 it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
 
-- ``reports/metrics.json`` (DVC metrics: per set/QF means, gains, QF-estimator error, the
-  primary metric, and every set/QF/mode where the model made the image worse);
-- ``reports/eval/per_image.csv``; ``reports/gain_vs_qf.csv`` (DVC plot);
-- ``reports/crops/<SET>_qf<QF>_<image>.png``: JPEG | restored | ground truth at QF 10, 30, 50;
+- ``--metrics``: the headline metrics (``pipeline/headline.py``, at most 8 scalars: what
+  ``dvc exp show`` and ``dvc metrics diff`` compare);
+- ``--evaluation``: every set/QF/mode mean, gains, QF-estimator error, the primary metric, the
+  negative gains, the real-world cases and the time per image (the report, the registry and
+  the app read it; not a DVC metric);
+- ``--per-image`` CSV; ``--gain-vs-qf`` CSV (the DVC plot);
+- ``--crops``: ``<SET>_qf<QF>_<image>.png`` triptychs, JPEG | restored | ground truth at QF 10, 30, 50;
 - the real-world cases of ``evaluate.real_world_sets`` (``pipeline/realworld.py``), restored the
-  way ``restore`` does: ``metrics.json["real_world"]`` and ``reports/real_world.csv`` (per case
-  and QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
+  way ``restore`` does: ``evaluation["real_world"]`` and the ``--real-world`` CSV (per case and
+  QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
 
 and logs it all into the training run (its id is in the checkpoint's metadata).
 """
@@ -23,18 +29,19 @@ import io
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import images, realworld, tracking
+from pipeline import files, images, realworld, tracking
 from pipeline.checkpoint import CheckpointError, load_checkpoint
-from pipeline.datasets import eval_pairs
+from pipeline.datasets import eval_pairs, jpeg_dir, realworld_dir, refs_dir
 from pipeline.device import pick_device
-from pipeline.engines import build_engine
+from pipeline.engines import Engine, build_engine
 from pipeline.evaluation import Loaded, evaluate_pairs, qf_error, summarize
+from pipeline.headline import headline
 from pipeline.params import Params, ParamsError, load
-from stages.make_testsets import jpeg_dir, realworld_dir, refs_dir
 
 CROP_QFS = (10, 30, 50)
 CROP = 128
@@ -71,12 +78,28 @@ def crop_writer(folder: Path, set_name: str, qf: int, limit: int = 2):
     return write
 
 
-def run(params: Params, root: Path) -> dict:
-    ev = params.evaluate
-    model, meta = load_checkpoint(root / "models" / "model.pt", pick_device(ev.device))
-    engine = build_engine(ev.engine, model, root / "models" / "model.pt", ev.precision)
-    crops = root / "reports" / "crops"
+@dataclass(frozen=True)
+class Paths:
+    """The stage's inputs and outputs, as dvc.yaml passes them."""
+
+    model: Path
+    testsets: Path
+    metrics: Path
+    evaluation: Path
+    per_image: Path
+    gain_vs_qf: Path
+    real_world: Path
+    crops: Path
+
+
+def run(params: Params, paths: Paths) -> dict:
+    """Evaluate and write every output; returns the evaluation (the ``--evaluation`` file's content)."""
+    ev, root = params.evaluate, Path(paths.testsets)
+    model, meta = load_checkpoint(paths.model, pick_device(ev.device))
+    engine = build_engine(ev.engine, model, Path(paths.model), ev.precision)
+    crops = Path(paths.crops)
     shutil.rmtree(crops, ignore_errors=True)
+    crops.mkdir(parents=True)  # an output even when no QF gets crops
     results: dict[str, dict[str, dict]] = {}
     rows_out: list[dict] = []
     for name in params.data.test_sets:
@@ -100,24 +123,25 @@ def run(params: Params, root: Path) -> dict:
         {"set": s, "qf": int(q), "mode": m, "gain": r[m]["gain"]}
         for s, by_qf in results.items() for q, r in by_qf.items() for m in ("blind", "header") if r[m]["gain"] < 0
     ]  # fmt: skip
-    real_world, rw_rows = real_world_results(params, root, model)
+    real_world, rw_rows = real_world_results(params, root, model, engine)
+    blind_s = [r["seconds"] for r in rows_out if r["mode"] == "blind"]
     negative += [{"set": s, "qf": r["qf"], "mode": f"real world: {r['title']}", "gain": r["gain"]}
                  for s, v in real_world.items() for r in v["cases"] if r["gain"] < 0]  # fmt: skip
     out = {
         "model": {"arch": meta["arch"], "params": meta.get("params"), "run_id": meta.get("run_id"), "steps": meta.get("steps"),
-                  "checkpoint": "models/model.pt"},
+                  "checkpoint": str(paths.model)},
         "primary": {"name": "psnr_gain", "mode": "blind", "sets": primary_sets, "qfs": primary_qfs, "value": primary},
         "results": results, "negative_gains": negative, "tta": ev.tta, "projection": ev.projection,
-        "real_world": real_world,
+        "real_world": real_world, "timing": {"ms_per_image": 1000 * float(np.mean(blind_s)) if blind_s else None},
     }  # fmt: skip
-    reports = root / "reports"
-    images.write_bytes(reports / "metrics.json", json.dumps(out, indent=1).encode())
-    _write_csv(reports / "eval" / "per_image.csv", rows_out)
+    files.write_bytes(paths.evaluation, json.dumps(out, indent=1).encode())
+    files.write_bytes(paths.metrics, json.dumps(headline(out), indent=1).encode())
+    _write_csv(paths.per_image, rows_out)
     gains = [{"set": s, "qf": int(q), "gain_blind": r["blind"]["gain"], "gain_header": r["header"]["gain"]}
              for s, by_qf in results.items() for q, r in by_qf.items()]  # fmt: skip
-    _write_csv(reports / "gain_vs_qf.csv", gains)
-    _write_csv(reports / "real_world.csv", rw_rows)
-    _log(params, out, reports)
+    _write_csv(paths.gain_vs_qf, gains)
+    _write_csv(paths.real_world, rw_rows)
+    _log(params, out, paths)
     for n in negative:
         print(
             f"warning: the model makes {n['set']} QF {n['qf']} worse in {n['mode']} mode ({n['gain']:+.3f} dB)",
@@ -126,13 +150,12 @@ def run(params: Params, root: Path) -> dict:
     return out
 
 
-def real_world_results(params: Params, root: Path, model) -> tuple[dict, list[dict]]:
+def real_world_results(params: Params, testsets: Path, model, engine: Engine | None = None) -> tuple[dict, list[dict]]:
     """Every real-world case of every ``evaluate.real_world_sets`` set: summaries per set, and
     the per-image rows (without the decision text) for reports/real_world.csv."""
     ev, out, csv_rows = params.evaluate, {}, []
-    engine = build_engine(ev.engine, model, root / "models" / "model.pt", ev.precision)
     for name in ev.real_world_sets:
-        folder = realworld_dir(root, name)
+        folder = realworld_dir(testsets, name)
         if not folder.is_dir():
             raise images.ImageError(f"{folder}: missing (run `dvc repro realworld@{name}`)")
         rows, excluded = [], {}
@@ -140,7 +163,7 @@ def real_world_results(params: Params, root: Path, model) -> tuple[dict, list[di
             if (sub / "excluded.json").is_file():
                 excluded[case] = json.loads((sub / "excluded.json").read_text())
             if sub.is_dir() and images.list_images(sub):
-                rows += realworld.evaluate_folder(model, case, qf, sub, refs_dir(root, name), ev.tile, ev.overlap,
+                rows += realworld.evaluate_folder(model, case, qf, sub, refs_dir(testsets, name), ev.tile, ev.overlap,
                                                   ev.projection, engine)  # fmt: skip
         summary = realworld.summarize(rows)
         for r in summary:
@@ -157,15 +180,15 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     w.writeheader()
     w.writerows(rows)
-    images.write_bytes(path, buf.getvalue().encode())
+    files.write_bytes(path, buf.getvalue().encode())
 
 
-def _log(params: Params, out: dict, reports: Path) -> None:
+def _log(params: Params, out: dict, paths: Paths) -> None:
     """Into the training run when it exists in this store, else a run of its own."""
     run_id = out["model"]["run_id"]
     if run_id and not tracking.run_exists(run_id):
         run_id = None
-    metrics = {"primary_psnr_gain": out["primary"]["value"]}
+    metrics = {"primary_psnr_gain": out["primary"]["value"], **{f"headline_{k}": v for k, v in headline(out).items()}}
     for s, by_qf in out["results"].items():
         for q, r in by_qf.items():
             for m in ("jpeg", "blind", "header"):
@@ -174,16 +197,21 @@ def _log(params: Params, out: dict, reports: Path) -> None:
                 metrics[f"{s}_qf{q}_qf_est_mae"] = r["qf_est_mae"]
     with tracking.start_run("evaluate", params.tracking.experiment, run_id=run_id):
         tracking.log_metrics(metrics)
-        for name in ("metrics.json", "gain_vs_qf.csv", "eval/per_image.csv"):
-            tracking.log_artifact(reports / name, "evaluate")
+        tracking.log_dict(out, tracking.EVALUATION_ARTIFACT)  # what the registry and the app read
+        for path in (paths.metrics, paths.gain_vs_qf, paths.per_image):
+            tracking.log_artifact(path, "evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("model", "testsets", "metrics", "evaluation", "per-image", "gain-vs-qf", "real-world", "crops"):
+        ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
+    paths = Paths(args.model, args.testsets, args.metrics, args.evaluation, args.per_image, args.gain_vs_qf,
+                  args.real_world, args.crops)  # fmt: skip
     try:
-        out = run(load(args.params), Path.cwd())
+        out = run(load(args.params), paths)
     except (ParamsError, images.ImageError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

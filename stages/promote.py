@@ -1,240 +1,26 @@
-"""Register and promote: ``python -m stages.promote [--force | --rollback]`` (DVC stage ``promote``).
+"""Register and promote (DVC stage ``promote``; dvc.yaml passes every path)::
 
-Registers models/model.pt (logged by the train stage in its run) as a new version of the
-registered model ``register.model_name`` with the alias ``candidate`` and its metrics as tags.
-The alias ``champion`` moves to it only when it beats the current champion on the primary
-metric (mean blind-mode PSNR gain over ``evaluate.primary_sets`` x ``primary_qfs``) by at least
-``register.threshold`` dB; the old champion keeps ``previous``. Both numbers are measured on
-the same test images: a champion scored on other sets is re-scored first. When the registry
-has no champion yet, the shipped ``register.pretrained`` model becomes the first one; a newer
-shipped model (new file content) goes through the same gate against the current champion.
+    python -m stages.promote --model FILE --meta FILE --evaluation FILE --testsets DIR --out FILE
+                             [--force | --rollback | --force --version N]
 
---force promotes the candidate whatever the numbers (``--force --version N``: an already
-registered version N, as the app's Models page does); --rollback gives ``champion`` back to
-``previous``. The decision goes to reports/promotion.json and to MLflow. A file lock around the
-read-compare-move keeps concurrent experiments from racing the alias.
+Registers the trained model as a new version with the alias ``candidate``; ``champion`` moves to
+it only when it beats the current champion's primary metric by ``register.threshold`` dB on the
+same test images (``pipeline/registry.py``, which the app's Models page also uses). The shipped
+``register.pretrained`` model becomes the first champion of an empty registry. --force promotes
+the candidate whatever the numbers (``--force --version N``: a registered version N);
+--rollback gives ``champion`` back to ``previous``. The decision goes to ``--out`` and MLflow.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
-import json
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import images, tracking
-from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
-from pipeline.datasets import EvalPair, eval_pairs
-from pipeline.evaluation import evaluate_grid
-from pipeline.mlflow_model import upgrade_aliases
-from pipeline.params import Params, ParamsError, load
-from stages.make_testsets import jpeg_dir, refs_dir
-
-
-class PromotionError(RuntimeError):
-    pass
-
-
-@contextlib.contextmanager
-def registry_lock() -> Iterator[None]:
-    path = tracking.project_root() / ".registry.lock"
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-def primary_key(sets: list[str], qfs: list[int]) -> str:
-    return f"score.psnr_gain_blind.{'+'.join(sets)}.qf{'-'.join(map(str, qfs))}"
-
-
-def pairs_in(root: Path) -> Callable[[str, int], list[EvalPair]]:
-    return lambda s, q: eval_pairs(jpeg_dir(root, s, q), refs_dir(root, s))
-
-
-def primary_value(results: dict, sets: list[str], qfs: list[int]) -> float:
-    return float(np.mean([results[s][str(q)]["blind"]["gain"] for s in sets for q in qfs]))
-
-
-def score(checkpoint: Path, root: Path, sets: list[str], qfs: list[int]) -> float:
-    """Mean blind-mode PSNR gain of a checkpoint on the generated test sets."""
-    return primary_value(
-        evaluate_grid(load_checkpoint(checkpoint)[0], pairs_in(root), sets, qfs, ("blind",)), sets, qfs
-    )
-
-
-def cover_evaluation(params: Params, root: Path, version: dict, sets: list[str], qfs: list[int]) -> None:
-    """Make a version's stored evaluation (``evaluate/metrics.json`` in its run, what the app's Results
-    page compares) cover these test sets and QFs: score what is missing and log the merged file."""
-    path = tracking.run_artifact(version["run_id"], "evaluate/metrics.json")
-    evaluation = json.loads(path.read_text()) if path else {"results": {}}
-    missing = [(s, q) for s in sets for q in qfs if str(q) not in evaluation["results"].get(s, {})]
-    if not missing:
-        return
-    uri = f"models:/{params.register.model_name}/{version['version']}"
-    model = load_checkpoint(tracking.checkpoint_from_uri(uri))[0]
-    grid = evaluate_grid(model, pairs_in(root), sorted({s for s, _ in missing}), sorted({q for _, q in missing}))
-    for s, by_qf in grid.items():
-        evaluation["results"].setdefault(s, {}).update(by_qf)
-    with tracking.start_run("evaluate", params.tracking.experiment, run_id=version["run_id"]):
-        tracking.log_dict(evaluation, "evaluate/metrics.json")
-
-
-def version_score(name: str, version: dict, key: str, root: Path, sets: list[str], qfs: list[int]) -> float:
-    """A version's primary score for ``key``: its tag, or measured now (and tagged)."""
-    if key in version["tags"]:
-        return float(version["tags"][key])
-    value = score(tracking.checkpoint_from_uri(f"models:/{name}/{version['version']}"), root, sets, qfs)
-    tracking.set_version_tags(name, version["version"], {key: value})
-    return value
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def adopt_shipped(params: Params, root: Path, key: str, sets: list[str], qfs: list[int],
-                  champion: dict | None) -> dict | None:  # fmt: skip
-    """Bring the shipped ``register.pretrained`` model into the registry through the same gate
-    as a trained one; returns the champion afterwards.
-
-    Each shipped file (by content hash) is registered once. In an empty registry it becomes the
-    first champion; when a newer shipped model arrives (a git pull), it takes the champion alias
-    only if it beats the current champion by ``register.threshold`` on the same test images.
-    """
-    name, path = params.register.model_name, root / params.register.pretrained
-    if not path.is_file():
-        return champion
-    digest = file_sha256(path)
-    if any(v["tags"].get("pretrained_sha256") == digest for v in tracking.registered_versions(name)):
-        return champion
-    ckpt = read_checkpoint(path)
-    facts = describe(ckpt)
-    grid_sets = list(dict.fromkeys([*params.data.test_sets, *sets]))  # every test set: the Results page compares
-    results = evaluate_grid(load_checkpoint(path)[0], pairs_in(root), grid_sets, sorted({*params.data.qfs, *qfs}))
-    value = primary_value(results, sets, qfs)
-    evaluation = {"model": {**facts, "checkpoint": str(params.register.pretrained)},
-                  "primary": {"name": "psnr_gain", "mode": "blind", "sets": sets, "qfs": qfs, "value": value},
-                  "results": results}  # fmt: skip
-    with tracking.start_run("register_pretrained", params.tracking.experiment) as run:
-        tracking.log_checkpoint(path)
-        if (path.parent / "MODEL_CARD.md").is_file():
-            tracking.log_artifact(path.parent / "MODEL_CARD.md", tracking.CHECKPOINT_ARTIFACT)
-        tracking.log_params({"source": str(params.register.pretrained), "gpu": ckpt["meta"].get("gpu"), **facts})
-        tracking.log_metrics({"primary_psnr_gain": value})
-        tracking.log_dict(evaluation, "evaluate/metrics.json")  # where the evaluate stage puts a trained model's
-    tags = {"source": str(params.register.pretrained), "pretrained_sha256": digest, key: value, "primary_key": key,
-            "primary_value": value, **{k: v for k, v in facts.items() if v is not None}}  # fmt: skip
-    version = tracking.register_version(name, run.info.run_id, tags)
-    if champion is None:
-        tracking.set_alias(name, "champion", version)
-        print(f"registered the shipped pretrained model as version {version}, alias champion ({value:+.3f} dB)")
-    else:
-        champ_value = version_score(name, champion, key, root, sets, qfs)
-        verdict = "not promoted"
-        if value - champ_value >= params.register.threshold:
-            tracking.set_alias(name, "previous", champion["version"])
-            tracking.set_alias(name, "champion", version)
-            verdict = "promoted to champion"
-        print(
-            f"registered the shipped pretrained model ({path.name}, new content) as version {version}: "
-            f"{value:+.3f} dB vs champion v{champion['version']} {champ_value:+.3f} dB: {verdict}"
-        )
-    return tracking.alias_version(name, "champion")
-
-
-def register(params: Params, root: Path, force: bool = False) -> dict:
-    name = params.register.model_name
-    metrics = json.loads((root / "reports" / "metrics.json").read_text())
-    meta = json.loads((root / "models" / "model.json").read_text())
-    sets, qfs = metrics["primary"]["sets"], metrics["primary"]["qfs"]
-    key = primary_key(sets, qfs)
-    value = float(metrics["primary"]["value"])
-    run_id = meta.get("run_id")
-    if not run_id or not tracking.run_exists(run_id):  # trained elsewhere: log the checkpoint now
-        with tracking.start_run("register", params.tracking.experiment) as run:
-            tracking.log_checkpoint(root / "models" / "model.pt")
-            tracking.log_artifact(root / "reports" / "metrics.json", "evaluate")  # for the app's Results page
-        run_id = run.info.run_id
-    tags = {"primary_key": key, "primary_value": value, key: value, "arch": meta["arch"], "steps": meta.get("steps"),
-            "params": meta.get("params"), "data": ", ".join(meta.get("train_sets", [])) or None,
-            "params_digest": meta.get("params_digest"), "git_commit": meta.get("git_commit")}  # fmt: skip
-    for s, by_qf in metrics["results"].items():
-        for q, r in by_qf.items():
-            tags[f"gain_blind.{s}.qf{q}"] = round(r["blind"]["gain"], 4)
-    with registry_lock():
-        for old, new in upgrade_aliases(name, params.tracking.experiment).items():
-            print(f"version {old} was registered before versions were MLflow models: now version {new}")
-        champion = adopt_shipped(params, root, key, sets, qfs, tracking.alias_version(name, "champion"))
-        version = tracking.register_version(name, run_id, tags, aliases=("candidate",))
-        champ_value = version_score(name, champion, key, root, sets, qfs) if champion else None
-        margin = None if champ_value is None else value - champ_value
-        promote = force or champion is None or margin >= params.register.threshold
-        if promote:
-            if champion:
-                tracking.set_alias(name, "previous", champion["version"])
-            tracking.set_alias(name, "champion", version)
-    if not promote and champion["run_id"]:  # the app's Results page compares it with the candidate, QF by QF
-        cover_evaluation(params, root, champion, list(params.data.test_sets), list(params.data.qfs))
-    decision = {
-        "model_name": name, "metric": key, "threshold": params.register.threshold, "forced": force,
-        "candidate": {"version": version, "value": value, "run_id": run_id},
-        "champion_before": None if champion is None else {"version": champion["version"], "value": champ_value},
-        "margin": margin, "promoted": promote, "champion_after": version if promote else champion["version"],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }  # fmt: skip
-    _record(params, root, decision, run_id)
-    return decision
-
-
-def promote_version(params: Params, root: Path, version: str) -> dict:
-    """Give ``champion`` to a registered ``version`` whatever its numbers (``--force --version``);
-    the old champion keeps ``previous``."""
-    name = params.register.model_name
-    with registry_lock():
-        champion = tracking.alias_version(name, "champion")
-        if not any(v["version"] == str(version) for v in tracking.registered_versions(name)):
-            raise PromotionError(f"{name}: no version {version} in the registry")
-        if champion and champion["version"] == str(version):
-            raise PromotionError(f"{name}: version {version} is already the champion")
-        if champion:
-            tracking.set_alias(name, "previous", champion["version"])
-        tracking.set_alias(name, "champion", str(version))
-    decision = {"model_name": name, "forced": True, "promoted": True, "champion_before": champion and champion["version"],
-                "champion_after": str(version), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-    _record(params, root, decision, None)
-    return decision
-
-
-def rollback(params: Params, root: Path) -> dict:
-    name = params.register.model_name
-    with registry_lock():
-        champion, previous = tracking.alias_version(name, "champion"), tracking.alias_version(name, "previous")
-        if previous is None:
-            raise PromotionError(f"{name}: no version has the alias 'previous'; nothing to roll back to")
-        tracking.set_alias(name, "champion", previous["version"])
-        if champion:
-            tracking.set_alias(name, "previous", champion["version"])
-    decision = {"model_name": name, "rollback": True, "champion_before": champion and champion["version"],
-                "champion_after": previous["version"], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-    _record(params, root, decision, None)
-    return decision
-
-
-def _record(params: Params, root: Path, decision: dict, run_id: str | None) -> None:
-    images.write_bytes(root / "reports" / "promotion.json", json.dumps(decision, indent=2).encode())
-    with tracking.start_run("promote", params.tracking.experiment, run_id=run_id):
-        tracking.log_dict(decision, "promotion.json")
+from pipeline import images
+from pipeline.checkpoint import CheckpointError
+from pipeline.params import ParamsError, load
+from pipeline.registry import PromotionError, promote_version, register, rollback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--force", action="store_true", help="promote the candidate whatever the numbers")
     group.add_argument("--rollback", action="store_true", help="give the champion alias back to 'previous'")
     ap.add_argument("--version", help="with --force: promote this registered version instead of registering one")
+    ap.add_argument("--model", type=Path, required=True, help="the trained checkpoint")
+    ap.add_argument("--meta", type=Path, required=True, help="its metadata (the train stage's JSON)")
+    ap.add_argument("--evaluation", type=Path, required=True, help="its evaluation (the evaluate stage's detail file)")
+    ap.add_argument("--testsets", type=Path, required=True, help="the test-set folder (to re-score a champion)")
+    ap.add_argument("--out", type=Path, required=True, help="where the decision is written (JSON)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if args.version and not args.force:
@@ -250,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load(args.params)
         if args.rollback:
-            d = rollback(params, Path.cwd())
+            d = rollback(params, args.out)
         elif args.version:
-            d = promote_version(params, Path.cwd(), args.version)
+            d = promote_version(params, args.version, args.out)
         else:
-            d = register(params, Path.cwd(), args.force)
+            d = register(params, args.model, args.meta, args.evaluation, args.testsets, args.out, args.force)
     except (ParamsError, PromotionError, CheckpointError, images.ImageError, LookupError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

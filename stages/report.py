@@ -1,10 +1,13 @@
-"""DVC stage ``report``: reports/report.md, a self-contained report.html and PNG plots (``python -m stages.report``).
+"""DVC stage ``report``: a Markdown report, a self-contained HTML page and PNG plots::
 
-Built from what the train and evaluate stages wrote (reports/metrics.json, gain_vs_qf.csv, train_log.csv,
-crops/), the published rows in reference/published.yaml and the experiments of ``dvc exp show --json``.
-The report is logged into the training run that metrics.json names (else into a new "report" run).
-Every file is written to a temporary name and renamed into place (``images.write_bytes``): a failure
-leaves no half-written report.
+    python -m stages.report --evaluation FILE --gain-vs-qf FILE --train-log FILE --crops DIR
+        --published FILE --md FILE --html FILE --plots DIR
+
+Built from what the train and evaluate stages wrote (the evaluation, the gain-vs-QF and training
+CSVs, the crops), the published rows (``--published``), the registry's champion (its stored
+evaluation, next to the model just evaluated) and the finished experiments of
+``dvc exp show --json``. The report is logged into the training run the evaluation names (else
+into a new "report" run). Every file is written atomically: a failure leaves no half-written report.
 """
 
 from __future__ import annotations
@@ -16,18 +19,19 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline import images, report, tracking
+from pipeline import experiments as experiments_mod
+from pipeline import files, report, tracking
 from pipeline import params as params_mod
+from pipeline.headline import headline
 from pipeline.params import Params, ParamsError
 
-PUBLISHED = Path(__file__).resolve().parent.parent / "reference" / "published.yaml"  # versioned with the code
 CROP_QFS = (10, 30, 50)
 
 
@@ -48,8 +52,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     return [{k: v if k == "set" else _number(v) for k, v in row.items()} for row in rows]
 
 
-def find_crops(folder: Path, sets: list[str]) -> list[tuple[str, str]]:
-    """(crops/<file>, caption) of the triptychs <SET>_qf<QF>_<image>.png at QF 10, 30 and 50, by set and QF.
+def find_crops(folder: Path, sets: list[str], base: Path) -> list[tuple[str, str]]:
+    """(path relative to ``base``, caption) of the triptychs <SET>_qf<QF>_<image>.png at QF 10, 30 and 50, by set and QF.
 
     Set names may hold underscores (sample_test), so a file name is matched against the known sets.
     """
@@ -59,24 +63,8 @@ def find_crops(folder: Path, sets: list[str]) -> list[tuple[str, str]]:
             m = re.fullmatch(re.escape(s) + r"_qf(\d+)_(.+)\.png", path.name)
             if m and int(m[1]) in CROP_QFS:
                 caption = f"{s}, QF {m[1]}, {m[2]}: JPEG | restored | ground truth"
-                found.append(((i, int(m[1]), m[2]), f"crops/{path.name}", caption))
+                found.append(((i, int(m[1]), m[2]), os.path.relpath(path, base), caption))
     return [(rel, caption) for _, rel, caption in sorted(found)]
-
-
-def experiments(root: Path) -> list[dict[str, Any]] | str:
-    """The rows of ``dvc exp show --json`` run in ``root``, or why there are none."""
-    cmd = [sys.executable, "-m", "dvc", "exp", "show", "--json"]  # the dvc installed beside this Python
-    env = os.environ | {"DVC_NO_ANALYTICS": "1"}
-    try:
-        out = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"`dvc exp show` did not run ({e})."
-    if out.returncode != 0:
-        return f"`dvc exp show` failed: {(out.stderr.strip().splitlines() or ['no message'])[-1]}"
-    try:
-        return report.parse_experiments(json.loads(out.stdout))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # a format we do not know
-        return f"could not read the output of `dvc exp show --json` ({e!r})."
 
 
 def build(
@@ -86,10 +74,11 @@ def build(
     gain_plots: dict[str, str],
     train_curve: str | None,
     train_log: list[dict[str, Any]],
-    exps: list[dict[str, Any]] | str,
+    exps: dict[str, Any] | str,
     rw_plots: dict[str, str] | None = None,
+    champion: tuple[dict[str, Any] | None, str] = (None, "no registry"),
 ) -> list[report.Block]:
-    """The report's blocks, in order. Plot and crop paths are relative to reports/."""
+    """The report's blocks, in order. Plot and crop paths are relative to the report."""
     model, primary, results = metrics.get("model", {}), metrics.get("primary", {}), metrics.get("results", {})
     n_params = f"{model['params'] / 1e6:.2f}M" if isinstance(model.get("params"), (int, float)) else "-"
     facts = [("architecture", model.get("arch")), ("parameters", n_params), ("training steps", model.get("steps")),
@@ -103,6 +92,9 @@ def build(
         ("table", ["item", "value"], [[k, report.fmt(v, 0)] for k, v in facts]),
         ("h", 2, "Primary metric"),
         ("p", f"{primary.get('name', '?')} = {value} dB (sets: {sets}; QFs: {qfs})"),
+        ("table", ["headline metric", "value"], [[k, str(v)] for k, v in headline(metrics).items()]),
+        ("h", 2, "Against the registry's champion"),
+        *report.champion_blocks(metrics, *champion),
         ("h", 2, "Results"),
         ("p", ("RGB PSNR / SSIM / PSNR-B on whole images (OpenCV 4:2:0 JPEG, no border crop); PSNR (Y) on luma. "
                "Published rows are the authors' numbers on the same protocol, labelled with their source "
@@ -128,7 +120,7 @@ def build(
     blocks += [("list", negative) if negative else ("p", "none")]
     blocks += [("h", 2, "QF estimator: mean absolute error (quality units)"), report.qf_mae_table(results)]
     blocks += [("h", 2, f"Visual comparison at QF {', '.join(map(str, CROP_QFS))}")]
-    blocks += [("img", rel, caption) for rel, caption in crops] or [("p", "No crops in reports/crops/.")]
+    blocks += [("img", rel, caption) for rel, caption in crops] or [("p", "No crops.")]
     blocks += [("h", 2, "Training")]
     if train_curve:
         blocks.append(("img", train_curve, "training loss and validation PSNR vs step"))
@@ -139,8 +131,25 @@ def build(
                 ("p", f"Last validation (step {report.fmt(last.get('step'), 0)}): {psnr} dB, JPEG {jpeg} dB.")
             )
     else:
-        blocks.append(("p", "No training log (reports/train_log.csv)."))
-    return blocks + [("h", 2, "Ablations (dvc exp show)"), *report.ablation_blocks(exps)]
+        blocks.append(("p", "No training log."))
+    return blocks + [("h", 2, "Ablations (dvc exp show)"), *experiments_mod.ablation_blocks(exps)]
+
+
+def champion_evaluation(model_name: str, run_id: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The registry champion's stored evaluation and a label saying which version it is (or why none)."""
+    try:
+        champ = tracking.alias_version(model_name, "champion")
+        if champ is None:
+            return None, f"the registry has no champion of {model_name} yet"
+        label = f"{model_name} v{champ['version']}"
+        if champ["run_id"] and champ["run_id"] == run_id:
+            label += ", this very model"
+        path = tracking.run_evaluation(champ["run_id"]) if champ["run_id"] else None
+    except Exception as e:  # noqa: BLE001 - tracking exposes no error type; the report goes on without it
+        return None, f"the registry could not be read ({e})"
+    if path is None:
+        return None, f"{label} has no stored evaluation"
+    return json.loads(path.read_text()), label
 
 
 def log_report(experiment: str, train_run: str | None, files: list[Path], plots: list[Path]) -> tuple[str, bool]:
@@ -163,52 +172,69 @@ def log_report(experiment: str, train_run: str | None, files: list[Path], plots:
         return active.info.run_id, active.info.run_id == train_run
 
 
-def run(params: Params, root: Path) -> dict[str, Any]:
-    """Write reports/report.md, report.html and plots/*.png under ``root``, log them to MLflow; a summary."""
-    reports = Path(root) / "reports"
-    if not (reports / "metrics.json").is_file():
-        raise FileNotFoundError(f"{reports / 'metrics.json'}: not found; run the evaluate stage first")
-    metrics = json.loads((reports / "metrics.json").read_text())
-    results = metrics.get("results", {})
-    gains = read_csv(reports / "gain_vs_qf.csv") or [  # no CSV: the same numbers from metrics.json
+@dataclass(frozen=True)
+class Paths:
+    """The stage's inputs and outputs, as dvc.yaml passes them."""
+
+    evaluation: Path
+    gain_vs_qf: Path
+    train_log: Path
+    crops: Path
+    published: Path
+    md: Path
+    html: Path
+    plots: Path
+
+
+def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any]:
+    """Write the report, its HTML page and plots, log them to MLflow; a summary.
+
+    ``root``: the DVC repo whose experiments are listed (default: the current directory)."""
+    if not Path(paths.evaluation).is_file():
+        raise FileNotFoundError(f"{paths.evaluation}: not found; run the evaluate stage first")
+    metrics = json.loads(Path(paths.evaluation).read_text())
+    results, base = metrics.get("results", {}), Path(paths.md).parent
+    gains = read_csv(paths.gain_vs_qf) or [  # no CSV: the same numbers from the evaluation
         {"set": s, "qf": float(q)} | {f"gain_{m}": r.get(m, {}).get("gain") for m in report.MODES}
         for s, by_qf in results.items()
         for q, r in by_qf.items()
     ]
+
+    def plot(name: str, png: bytes) -> str:
+        files.write_bytes(Path(paths.plots) / name, png)
+        return os.path.relpath(Path(paths.plots) / name, base)
+
     rw_plots = {}
     for set_name, rw in metrics.get("real_world", {}).items():
         png = report.real_world_plot(set_name, rw["cases"])
         if png:
-            rw_plots[set_name] = f"plots/real_world_{set_name}.png"
-            images.write_bytes(reports / rw_plots[set_name], png)
+            rw_plots[set_name] = plot(f"real_world_{set_name}.png", png)
     gain_plots = {}
     for set_name in results:
         rows = [g for g in gains if g["set"] == set_name]
         if rows:
-            gain_plots[set_name] = f"plots/gain_vs_qf_{set_name}.png"
-            images.write_bytes(reports / gain_plots[set_name], report.gain_plot(set_name, rows))
-    train_log = read_csv(reports / "train_log.csv")
-    train_curve = "plots/train_curve.png" if train_log else None
-    if train_curve:
-        images.write_bytes(reports / train_curve, report.train_plot(train_log))
-    crops = find_crops(reports / "crops", list(results))
-    exps = experiments(Path(root))
-    published = yaml.safe_load(PUBLISHED.read_text())
-    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps, rw_plots)
-    md, page = reports / "report.md", reports / "report.html"
-    images.write_bytes(md, report.to_markdown(blocks).encode())
-    images.write_bytes(page, report.to_html(blocks, "JPEG restoration report", reports).encode())
+            gain_plots[set_name] = plot(f"gain_vs_qf_{set_name}.png", report.gain_plot(set_name, rows))
+    train_log = read_csv(paths.train_log)
+    train_curve = plot("train_curve.png", report.train_plot(train_log)) if train_log else None
+    crops = find_crops(Path(paths.crops), list(results), base)
+    exps = experiments_mod.from_dvc(Path(root or Path.cwd()))
+    champion = champion_evaluation(params.register.model_name, metrics.get("model", {}).get("run_id"))
+    published = yaml.safe_load(Path(paths.published).read_text())
+    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps, rw_plots, champion)
+    files.write_bytes(paths.md, report.to_markdown(blocks).encode())
+    files.write_bytes(paths.html, report.to_html(blocks, "JPEG restoration report", base).encode())
     curves = [*gain_plots.values(), *rw_plots.values(), *([train_curve] if train_curve else [])]
-    plots = [reports / rel for rel in curves]
+    plots = [base / rel for rel in curves]
     run_id, into_train = log_report(
-        params.tracking.experiment, metrics.get("model", {}).get("run_id"), [md, page], plots
+        params.tracking.experiment, metrics.get("model", {}).get("run_id"), [Path(paths.md), Path(paths.html)], plots
     )
     return {
-        "markdown": str(md),
-        "html": str(page),
+        "markdown": str(paths.md),
+        "html": str(paths.html),
         "plots": [str(p) for p in plots],
         "crops": len(crops),
-        "experiments": exps if isinstance(exps, str) else sum(not r["baseline"] for r in exps),
+        "experiments": exps if isinstance(exps, str) else len(exps["finished"]),
+        "champion": champion[1],
         "negative_gains": report.negative_gains(results, metrics.get("real_world")),
         "run_id": run_id,
         "logged_into_training_run": into_train,
@@ -217,10 +243,14 @@ def run(params: Params, root: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.report", description=__doc__.splitlines()[0])
+    for name in ("evaluation", "gain-vs-qf", "train-log", "crops", "published", "md", "html", "plots"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
+    paths = Paths(args.evaluation, args.gain_vs_qf, args.train_log, args.crops, args.published, args.md, args.html,
+                  args.plots)  # fmt: skip
     try:
-        s = run(params_mod.load(args.params), Path.cwd())
+        s = run(params_mod.load(args.params), paths)
     except (FileNotFoundError, json.JSONDecodeError, ParamsError) as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 1

@@ -1,15 +1,19 @@
-"""Train stage: ``python -m stages.train`` (DVC stage ``train``).
+"""Train stage (DVC stage ``train``)::
 
-Reads every image of ``data/raw/train/<SET>`` for SET in ``data.train_sets``, holds a small
+    python -m stages.train --data DIR --model FILE --meta FILE --train-log FILE --resume DIR
+
+Reads every image of ``<--data>/<SET>`` for SET in ``data.train_sets``, holds a small
 deterministic share out for validation, and calls pipeline.train.fit(). Writes:
 
-- ``models/model.pt``: the self-describing checkpoint (EMA weights, arch, kwargs, metadata);
-- ``models/model.json``: the same metadata, readable by people and the later stages;
-- ``reports/train_log.csv``: losses, learning rate, throughput and validation PSNR by step.
+- ``--model``: the self-describing checkpoint (EMA weights, arch, kwargs, metadata);
+- ``--meta``: the same metadata as JSON, readable by people and the later stages;
+- ``--train-log``: losses, learning rate, throughput and validation PSNR by step (CSV).
 
 ``train.nproc > 1`` re-launches itself under ``torchrun --standalone`` (DDP; only rank 0 logs
-to MLflow and writes files). Killed at any point, a rerun resumes from ``models/resume/``
-(kept outside DVC's outputs so that DVC does not delete it) and continues the same MLflow run.
+to MLflow and writes files). Killed at any point, a rerun resumes from the ``--resume`` folder
+(kept outside DVC's outputs so that DVC does not delete it) and continues the same MLflow run,
+as long as what the stage declares (``data.train_sets``, ``model``, ``loss``, ``train``) is
+unchanged: ``Params.train_digest()``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import argparse
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from pipeline import images, tracking
+from pipeline import files, images, tracking
 from pipeline.checkpoint import save_checkpoint
 from pipeline.degrade import load_training_images
 from pipeline.losses import MissingWeightsError
@@ -44,10 +49,10 @@ def split_paths(paths: list[Path], val_fraction: float) -> tuple[list[Path], lis
     return [p for p in paths if p not in val], val
 
 
-def training_paths(params: Params, root: Path) -> list[Path]:
+def training_paths(params: Params, data: Path) -> list[Path]:
     paths = []
     for name in params.data.train_sets:
-        folder = root / "data" / "raw" / "train" / name
+        folder = Path(data) / name
         if not folder.is_dir():
             raise images.ImageError(f"{folder}: training set {name} is missing (run `dvc repro download_train@{name}`)")
         found = images.list_images(folder)
@@ -58,21 +63,30 @@ def training_paths(params: Params, root: Path) -> list[Path]:
 
 
 def write_log(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    files.write_bytes(path, buf.getvalue().encode())
 
 
-def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
-    """Train and write the outputs; returns models/model.json's content (rank 0)."""
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """The stage's inputs and outputs, as dvc.yaml passes them."""
+
+    data: Path  # one folder per training set
+    model: Path
+    meta: Path
+    log: Path
+    resume: Path
+
+
+def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
+    """Train and write the outputs; returns the metadata written to ``paths.meta`` (rank 0)."""
     cfg = params.train
     rank = int(os.environ.get("RANK", "0"))
-    train_paths, val_paths = split_paths(training_paths(params, root), cfg.val_fraction)
+    digest = params.train_digest()
+    train_paths, val_paths = split_paths(training_paths(params, paths.data), cfg.val_fraction)
     train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
     if skipped and rank == 0:
         print(
@@ -84,12 +98,12 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
             f"{cfg.patch_size + 16} px (lower train.patch_size or add images)"
         )
     val_imgs = [images.read_image(p) for p in val_paths]
-    resume_dir = root / "models" / "resume"
+    resume_dir = Path(paths.resume)
     resume_path, run_file = resume_dir / "state.pt", resume_dir / "mlflow_run.json"
     kwargs = params.model.kwargs()
 
     def train(log: LogFn | None) -> FitResult:
-        return fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, params.digest(),
+        return fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, digest,
                    log, vgg_pretrained)  # fmt: skip
 
     if rank != 0:  # DDP worker: trains, logs nothing, writes nothing
@@ -100,17 +114,17 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
     run_id = None
     if resume_path.exists() and run_file.exists():
         saved = json.loads(run_file.read_text())
-        run_id = saved["run_id"] if saved.get("digest") == params.digest() else None
+        run_id = saved["run_id"] if saved.get("digest") == digest else None
     log_rows: list[dict] = []
     with tracking.start_run("train", params.tracking.experiment, run_id=run_id, log_system_metrics=True) as active:
-        run_file.write_text(json.dumps({"run_id": active.info.run_id, "digest": params.digest()}))
+        run_file.write_text(json.dumps({"run_id": active.info.run_id, "digest": digest}))
         if run_id is None:
             flat = {
                 f"{g}.{k}": v
                 for g in ("model", "loss", "train")
                 for k, v in dataclasses.asdict(getattr(params, g)).items()
             }
-            tracking.log_params({**flat, "data.train_sets": params.data.train_sets, "params_digest": params.digest()})
+            tracking.log_params({**flat, "data.train_sets": params.data.train_sets, "params_digest": digest})
             tracking.log_params({"train_images": len(train_imgs), "val_images": len(val_imgs)})
 
         def log(metrics: dict[str, float], step: int) -> None:
@@ -121,17 +135,16 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
         meta = {
             "arch": params.model.arch, "kwargs": kwargs, "params": count_params(res.model), "steps": res.step,
             "wall_s": round(res.wall_s, 1), "patches_per_s": round(res.patches_per_s, 1), "resumed_from": res.resumed_from,
-            "val": res.val, "params_digest": params.digest(), "git_commit": tracking.git_commit(),
+            "val": res.val, "params_digest": digest, "git_commit": tracking.git_commit(),
             "run_id": active.info.run_id, "train_sets": list(params.data.train_sets), "train_images": len(train_imgs),
         }  # fmt: skip
-        model_path = root / "models" / "model.pt"
-        save_checkpoint(model_path, params.model.arch, kwargs, res.model, meta)
-        images.write_bytes(root / "models" / "model.json", json.dumps(meta, indent=2, default=list).encode())
-        if log_rows or not (root / "reports" / "train_log.csv").exists():
-            write_log(root / "reports" / "train_log.csv", log_rows)
+        save_checkpoint(paths.model, params.model.arch, kwargs, res.model, meta)
+        files.write_bytes(paths.meta, json.dumps(meta, indent=2, default=list).encode())
+        if log_rows or not Path(paths.log).exists():
+            write_log(Path(paths.log), log_rows)
         tracking.log_metrics({f"final_{k}": v for k, v in res.val.items()}, res.step)
-        tracking.log_checkpoint(model_path)
-        tracking.log_artifact(root / "models" / "model.json", tracking.CHECKPOINT_ARTIFACT)
+        tracking.log_checkpoint(paths.model)
+        tracking.log_artifact(paths.meta, tracking.CHECKPOINT_ARTIFACT)
     resume_path.unlink(missing_ok=True)  # done: the next run of this stage starts afresh
     run_file.unlink(missing_ok=True)
     return meta
@@ -139,6 +152,8 @@ def run(params: Params, root: Path, vgg_pretrained: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("data", "model", "meta", "train-log", "resume"):  # not --log: torchrun would take it
+        ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     try:
@@ -149,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
         # One process per device: hand over to torchrun, which runs this module N times.
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={params.train.nproc}",
-               "-m", "stages.train", "--params", args.params]  # fmt: skip
+               "-m", "stages.train", *(argv if argv is not None else sys.argv[1:])]  # fmt: skip
         os.execv(sys.executable, cmd)
+    paths = Paths(args.data, args.model, args.meta, args.train_log, args.resume)
     try:
-        meta = run(params, Path.cwd())
+        meta = run(params, paths)
     except (images.ImageError, TrainingError, MissingWeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -161,7 +161,7 @@ def test_results_page(mlflow_uri, tmp_path, monkeypatch):
     report = {"model": {"arch": "qacnet"}, "primary": {"name": "psnr_gain", "sets": ["LIVE1"], "qfs": [10], "value": 1.0},
               "results": {"LIVE1": {"10": entry, "20": entry}}, "negative_gains": ["LIVE1 QF 90 header: -0.01 dB"]}  # fmt: skip
     (tmp_path / "reports" / "plots").mkdir(parents=True)
-    (tmp_path / "reports" / "metrics.json").write_text(json.dumps(report))
+    (tmp_path / "reports" / "evaluation.json").write_text(json.dumps(report))
     images.write_png(tmp_path / "reports" / "plots" / "gain_vs_qf.png", np.zeros((20, 30, 3), np.uint8))
     for lr in (1e-3, 2e-3):
         with tracking.start_run("train", "jpeg-restoration"):

@@ -30,7 +30,7 @@ def _fresh_caches():
 
 
 def evaluation(gains: dict[int, float], run_id: str | None, header_gain: float = 0.5) -> dict:
-    """A metrics.json as the evaluate stage writes it, with these blind PSNR gains by QF."""
+    """An evaluation.json as the evaluate stage writes it, with these blind PSNR gains by QF."""
     results = {}
     for qf, gain in gains.items():
         jpeg = {"psnr": 25.0 + qf / 10, "ssim": 0.7, "psnrb": 24.0 + qf / 10}
@@ -52,7 +52,7 @@ def add_version(tmp_path: Path, seed: int, gains: dict[int, float], shipped: boo
     with tracking.start_run(stage, "jpeg-restoration") as run:
         tracking.log_checkpoint(ckpt)
         ev = evaluation(gains, run.info.run_id, header_gain)
-        tracking.log_dict(ev, "evaluate/metrics.json")
+        tracking.log_dict(ev, tracking.EVALUATION_ARTIFACT)
         if shipped:
             (ckpt.parent / "MODEL_CARD.md").write_text("# Model card: the shipped tiny model\n\nTrained on nothing.")
             tracking.log_artifact(ckpt.parent / "MODEL_CARD.md", "model")
@@ -68,7 +68,7 @@ def add_version(tmp_path: Path, seed: int, gains: dict[int, float], shipped: boo
 @pytest.fixture
 def project(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A checkout in tmp_path (params.yaml, reports/) whose registry holds v1 shipped (champion) and
-    v2 trained (candidate), the candidate evaluated last (reports/metrics.json)."""
+    v2 trained (candidate), the candidate evaluated last (reports/evaluation.json)."""
     shutil.copyfile(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -77,7 +77,7 @@ def project(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     tracking.set_alias(NAME, "champion", "1")
     tracking.set_alias(NAME, "candidate", "2")
     (tmp_path / "reports").mkdir()
-    shutil.copyfile(tmp_path / "eval2.json", tmp_path / "reports" / "metrics.json")
+    shutil.copyfile(tmp_path / "eval2.json", tmp_path / "reports" / "evaluation.json")
     return tmp_path
 
 
@@ -161,9 +161,9 @@ def test_results_page_compares_champion_and_candidate(project):
 
 
 def test_results_page_shows_real_world_cases_when_reported(project):
-    report = json.loads((project / "reports" / "metrics.json").read_text())
+    report = json.loads((project / "reports" / "evaluation.json").read_text())
     report["real_world"] = [{"case": "phone photo", "psnr_gain": 0.4}, {"case": "screenshot", "psnr_gain": 0.1}]
-    (project / "reports" / "metrics.json").write_text(json.dumps(report))
+    (project / "reports" / "evaluation.json").write_text(json.dumps(report))
     at = page("app_pages/results.py")
     assert not at.exception
     assert [s.value for s in at.subheader].count("Real-world cases") == 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import degrade, images
+from pipeline import degrade, images, jpeg
 from pipeline.degrade import Degradation, StreamSampler, TrainPairs, make_pair
 from pipeline.metrics import psnr
 
@@ -75,7 +75,7 @@ def test_alignment_offsets(src: np.ndarray) -> None:
         rng, out = np.random.default_rng(1), []
         for _ in range(8):
             lq, _, qf = make_pair(src, 64, Degradation(qf_min=10, qf_max=40, align_prob=align_prob), rng)
-            found, score = images.qf_from_pixels(lq)
+            found, score = jpeg.qf_from_pixels(lq)
             out.append(score >= 0.05 and abs(found - qf) <= 1)
         return out
 

@@ -39,6 +39,16 @@ def with_data(p: params.Params, **data) -> params.Params:
     return dataclasses.replace(p, data=dataclasses.replace(p.data, **data))
 
 
+def run_in(p: params.Params, name: str, root: Path) -> dict:
+    """The stage as dvc.yaml runs it, with the project layout under ``root``."""
+    out = root / "data" / "raw" / datasets.spec(name).role / name
+    return stage.run(p, name, out, root / "data" / "downloads", progress=False)
+
+
+def cli(name: str, *args: str) -> list[str]:
+    return [name, "--out", f"data/raw/test/{name}", "--downloads", "data/downloads", *args]
+
+
 def raw_dirs(root: Path) -> list[str]:
     """Everything under data/raw/<role>/, hidden temporary folders included."""
     return sorted(str(p.relative_to(root)) for p in (root / "data" / "raw").glob("*/*"))
@@ -52,7 +62,7 @@ def logged_run(experiment: str) -> dict:
 
 
 def test_sample_set(base_params, tmp_path, mlflow_uri):
-    s = stage.run(base_params, "sample_test", tmp_path, progress=False)
+    s = run_in(base_params, "sample_test", tmp_path)
     out = tmp_path / "data" / "raw" / "test" / "sample_test"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"{n}.png" for n in datasets.SAMPLE_PHOTOS["sample_test"])
@@ -78,31 +88,35 @@ def user_folder(tmp_path, image_factory) -> Path:
     (folder / "refimgs").mkdir(parents=True)
     for i in range(3):
         (folder / "refimgs" / f"img{i}.png").write_bytes(encode_png(image_factory(16, 24, seed=i)))
-    (folder / "refimgs" / ".DS_Store").write_bytes(b"\0junk")  # hidden: ignored
+    (folder / "refimgs" / ".DS_Store").write_bytes(b"\0junk")  # not images: skipped with a warning
+    (folder / "refimgs" / "README.md").write_text("# LIVE1 as downloaded")
+    (folder / "refimgs" / "Thumbs.db").write_bytes(b"\0junk")
     (folder / "readme.txt").write_text("not in refimgs/: never looked at")
     return folder
 
 
-def test_local_folder(base_params, tmp_path, mlflow_uri, user_folder):
+def test_local_folder(base_params, tmp_path, mlflow_uri, user_folder, capsys):
     p = with_data(base_params, local={"LIVE1": str(user_folder)})
     root = tmp_path / "repo"
-    s = stage.run(p, "LIVE1", root, progress=False)
+    s = run_in(p, "LIVE1", root)
     out = root / "data" / "raw" / "test" / "LIVE1"
     assert sorted(q.name for q in out.iterdir()) == ["img0.png", "img1.png", "img2.png"]
     assert (out / "img0.png").stat().st_ino == (user_folder / "refimgs" / "img0.png").stat().st_ino  # hard link
     assert s["source"] == "local" and s["images"] == 3
+    warning = capsys.readouterr().err
+    assert "skipping 3 file(s) that are not images" in warning and "README.md" in warning
     assert logged_run(p.tracking.experiment)["params"]["url"] == str(user_folder)
 
 
 @pytest.mark.parametrize(
     "bad, expected",
-    [("broken.png", ImageError), ("notes.txt", ImageError), (None, ImageError), ("missing", DownloadError)],
+    [("broken.png", ImageError), ("notes.jpg", ImageError), (None, ImageError), ("missing", DownloadError)],
 )
 def test_local_folder_errors_leave_no_output(base_params, tmp_path, user_folder, image_factory, bad, expected):
     refimgs = user_folder / "refimgs"
     if bad == "broken.png":
         (refimgs / bad).write_bytes(encode_png(image_factory(16, 16))[:60])  # a truncated PNG
-    elif bad == "notes.txt":
+    elif bad == "notes.jpg":  # text named like an image: an error, not a skip
         (refimgs / bad).write_text("hello")
     elif bad is None:  # an empty folder: no image anywhere
         user_folder = tmp_path / "empty"
@@ -111,22 +125,22 @@ def test_local_folder_errors_leave_no_output(base_params, tmp_path, user_folder,
         user_folder = tmp_path / bad
     p = with_data(base_params, local={"LIVE1": str(user_folder)})
     with pytest.raises(expected) as e:
-        stage.run(p, "LIVE1", tmp_path, progress=False)
-    named = refimgs / bad if bad in ("broken.png", "notes.txt") else user_folder
+        run_in(p, "LIVE1", tmp_path)
+    named = refimgs / bad if bad in ("broken.png", "notes.jpg") else user_folder
     assert str(named) in str(e.value)
     assert raw_dirs(tmp_path) == []
 
 
 def test_main_exit_code_and_message(tmp_path, mlflow_uri, capsys, user_folder):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (user_folder / "refimgs" / "notes.txt").write_text("hello")
+    (user_folder / "refimgs" / "notes.jpg").write_text("hello")
     raw["data"]["local"] = {"LIVE1": str(user_folder)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    assert stage.main(["LIVE1", "--params", "params.yaml"]) == 1
+    assert stage.main(cli("LIVE1", "--params", "params.yaml")) == 1
     err = capsys.readouterr().err
-    assert "notes.txt" in err and "Traceback" not in err
-    (user_folder / "refimgs" / "notes.txt").unlink()
-    assert stage.main(["LIVE1"]) == 0
+    assert "notes.jpg" in err and "Traceback" not in err
+    (user_folder / "refimgs" / "notes.jpg").unlink()
+    assert stage.main(cli("LIVE1")) == 0
     assert "download LIVE1: 3 images" in capsys.readouterr().out
 
 
@@ -159,7 +173,7 @@ def test_mirror(base_params, tmp_path, mlflow_uri, mirror):
     url, srv, digest = mirror
     p = with_data(base_params, mirror=url)
     root = tmp_path / "repo"
-    s = stage.run(p, "mini", root, progress=False)
+    s = run_in(p, "mini", root)
     out = root / "data" / "raw" / "test" / "mini"
     assert sorted(q.name for q in out.iterdir()) == ["m0.png", "m1.png"]
     assert s["source"] == "mirror" and s["url"] == url + "mini.zip" and s["archive_sha256"] == digest
@@ -167,5 +181,5 @@ def test_mirror(base_params, tmp_path, mlflow_uri, mirror):
     # The archive is cached outside the output: a rerun needs no network.
     srv.shutdown()
     srv.server_close()
-    assert stage.run(p, "mini", root, progress=False)["images"] == 2
+    assert run_in(p, "mini", root)["images"] == 2
     assert raw_dirs(root) == ["data/raw/test/mini"]

@@ -1,8 +1,10 @@
 """The real pipeline with real `dvc` commands, offline, on a copy of this repository.
 
 One fresh git repo (the tracked files, a tiny quickstart configuration) is shared by the tests
-below, in order: repro, nothing to rerun, exp run --temp writes into the repo's mlflow.db,
-an ablation registers a new version, and a DVC remote carries the outputs to a fresh clone.
+below, in order: repro (git status then shows only dvc.lock), nothing to rerun, an edit of
+pipeline/images.py invalidates exactly the stages that read pixels, two ablations run with
+--temp log into the repo's mlflow.db, register new versions and are compared with DVC's own
+commands, and a DVC remote carries the outputs to a fresh clone.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw["model"]["qacnet"].update(width=8, mid_blocks=1)
     raw["train"].update(steps=30, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5,
                         ckpt_every=10, log_every=10, workers=0)  # fmt: skip
-    raw["evaluate"]["primary_qfs"] = [10]
+    raw["evaluate"].update(primary_qfs=[10], real_world_qfs=[10])
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(["git", "init", "-q", "-b", "main"], proj)
     sh(["git", "add", "-A"], proj)
@@ -62,8 +64,12 @@ def db_rows(proj: Path, sql: str) -> list[tuple]:
 
 def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
     sh(DVC + ["repro"], project)
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics["results"]["sample_test"]) == {"10", "50"}
+    evaluation = json.loads((project / "reports" / "evaluation.json").read_text())
+    assert set(evaluation["results"]["sample_test"]) == {"10", "50"}
+    headline = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(headline) == {"primary", "qf10", "real_world", "params_M", "ms_img"}
+    status = sh(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout.splitlines()
+    assert [line[3:] for line in status] == ["dvc.lock"]  # everything else the pipeline writes is ignored
     assert (project / "reports" / "report.html").is_file()
     assert (project / "data" / "testsets" / "sample_test" / "color" / "qf_10").is_dir()
     promotion = json.loads((project / "reports" / "promotion.json").read_text())
@@ -75,28 +81,58 @@ def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
     sh(["git", "commit", "-qm", "baseline results"], project)
 
 
-def test_exp_run_temp_logs_into_the_repos_mlflow_db(project: Path) -> None:
-    before = db_rows(project, "select count(*) from runs")[0][0]
-    sh(DVC + ["exp", "run", "--temp", "-n", "mirror-exp", "-S", "data.mirror=http://127.0.0.1:9/"], project)
-    after = db_rows(project, "select count(*) from runs")[0][0]
-    assert after > before  # the download stages ran in a temp copy and logged here
-    tagged = db_rows(project, "select value from tags where key = 'dvc_exp_name'")
-    assert ("mirror-exp",) in tagged
-    assert not list(project.glob(".dvc/tmp/exps/**/mlflow.db"))
+def test_editing_images_py_invalidates_the_stages_that_read_pixels(project: Path) -> None:
+    images_py = project / "pipeline" / "images.py"
+    before = images_py.read_text()
+    images_py.write_text(before + "# a comment is enough\n")
+    try:
+        status = sh(DVC + ["status", "--json"], project).stdout
+    finally:
+        images_py.write_text(before)
+    changed = set(json.loads(status))
+    assert {"download_train@sample_train", "refs@sample_test", "train", "evaluate", "promote"} <= changed
+    assert "report" not in changed  # the report reads no pixels
+    assert "up to date" in sh(DVC + ["status"], project).stdout
 
 
-def test_fft_ablation_trains_evaluates_and_registers_a_version(project: Path) -> None:
+def test_two_temp_experiments_compared_with_dvc(project: Path) -> None:
+    """Two ablations in temporary copies log into the repo's mlflow.db and each registers a
+    version; exp show, metrics diff, params diff and plots diff compare them; the table fits
+    160 columns with every headline metric and changed param in full."""
     versions = db_rows(project, "select count(*) from model_versions")[0][0]
-    sh(DVC + ["exp", "run", "-n", "fft-0.1", "-S", "loss.fft_weight=0.1"], project)
-    assert db_rows(project, "select count(*) from model_versions")[0][0] == versions + 1
+    runs = db_rows(project, "select count(*) from runs")[0][0]
+    for name, change in (("fft-0.1", "loss.fft_weight=0.1"), ("steps-20", "train.steps=20")):
+        sh(DVC + ["exp", "run", "--temp", "-n", name, "-S", change], project)
+    assert db_rows(project, "select count(*) from model_versions")[0][0] == versions + 2
+    assert db_rows(project, "select count(*) from runs")[0][0] > runs
+    assert ("fft-0.1",) in db_rows(project, "select value from tags where key = 'dvc_exp_name'")
+    assert not list(project.glob(".dvc/tmp/exps/**/mlflow.db"))  # $DVC_ROOT kept the store in the repo
     shown = json.loads(sh(DVC + ["exp", "show", "--json"], project).stdout)
-    names = [e["name"] for c in shown for e in (c.get("experiments") or [])]
-    assert "fft-0.1" in names
-    baseline = next(c for c in shown if c["rev"] != "workspace")
-    assert baseline["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]["value"] is not None
-    exp = next(e for c in shown for e in (c.get("experiments") or []) if e["name"] == "fft-0.1")["revs"][0]
-    assert exp["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
-    assert "value" in exp["data"]["metrics"]["reports/metrics.json"]["data"]["primary"]
+    exps = {e["name"]: e["revs"][0] for c in shown for e in (c.get("experiments") or [])}
+    for name in ("fft-0.1", "steps-20"):
+        headline = exps[name]["data"]["metrics"]["reports/metrics.json"]["data"]
+        assert set(headline) >= {"primary", "qf10", "params_M", "ms_img"}, name
+    assert exps["fft-0.1"]["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
+    table = sh(["env", "COLUMNS=160"] + DVC + ["exp", "show", "--only-changed", "--no-pager"], project).stdout
+    lines = [line.split() for line in table.splitlines() if line.strip() and not line.strip().startswith("─")]
+    header, rows = lines[0], {r[2].strip("[]"): r for r in lines[1:] if len(r) > 2}
+    # Every headline metric and changed param in full; DVC folds only the changed dependency
+    # hashes (intermediate outputs such as models/model.pt) into its last column, "…".
+    assert header[:4] == ["Experiment", "Created", "primary", "qf10"] and header.index("…") == len(header) - 1
+    assert {"real_world", "ms_img", "loss.fft_weight", "train.steps"} <= set(header)
+    assert "0.1" in rows["fft-0.1"] and "20" in rows["steps-20"]
+    assert max(len(line) for line in table.splitlines()) <= 160
+    dropped = sh(
+        ["env", "COLUMNS=160"] + DVC + ["exp", "show", "--only-changed", "--no-pager", "--drop", "^(models|reports)/"],
+        project,
+    ).stdout
+    assert "…" not in dropped and "primary" in dropped
+    metrics = sh(DVC + ["metrics", "diff", "fft-0.1", "steps-20", "--json"], project).stdout
+    assert "primary" in json.loads(metrics)["reports/metrics.json"]
+    params = json.loads(sh(DVC + ["params", "diff", "fft-0.1", "steps-20", "--json"], project).stdout)
+    assert set(params["params.yaml"]) == {"loss.fft_weight", "train.steps"}
+    plots = sh(DVC + ["plots", "diff", "fft-0.1", "steps-20", "--json"], project).stdout
+    assert "reports/gain_vs_qf.csv" in json.loads(plots)["data"]
 
 
 def _digest(path: Path) -> str:

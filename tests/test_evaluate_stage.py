@@ -1,4 +1,4 @@
-"""stages.evaluate on a tiny generated test set: metrics.json, CSVs, crops and the MLflow run."""
+"""stages.evaluate on a tiny generated test set: headline metrics, the evaluation, CSVs, crops and the MLflow run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import images, params, realworld, tracking
+from pipeline import datasets, images, params, realworld, tracking
 from pipeline.checkpoint import save_checkpoint
 from pipeline.models import build_model, count_params
 from stages import evaluate as stage
@@ -22,6 +22,17 @@ SET = "sample_test"
 NAMES = ("a", "b")
 KEYS = ("psnr", "ssim", "psnrb", "psnr_y", "ssim_y", "psnrb_y")
 TINY = {"width": 8, "mid_blocks": 1}
+# dvc.yaml's arguments (relative to the project root, the working directory)
+ARGS = ["--model", "models/model.pt", "--testsets", "data/testsets", "--metrics", "reports/metrics.json",
+        "--evaluation", "reports/evaluation.json", "--per-image", "reports/eval/per_image.csv",
+        "--gain-vs-qf", "reports/gain_vs_qf.csv", "--real-world", "reports/real_world.csv", "--crops", "reports/crops"]  # fmt: skip
+
+
+def paths(root: Path) -> stage.Paths:
+    r = root / "reports"
+    return stage.Paths(root / "models" / "model.pt", root / "data" / "testsets", r / "metrics.json",
+                       r / "evaluation.json", r / "eval" / "per_image.csv", r / "gain_vs_qf.csv",
+                       r / "real_world.csv", r / "crops")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +71,12 @@ def root(tmp_path: Path, base: params.Params, image_factory, mlflow_store, monke
     raw = tmp_path / "data" / "raw" / "test" / SET
     for i, name in enumerate(NAMES):
         images.write_png(raw / f"{name}.png", image_factory(64, 96 - 16 * i, seed=i))
-    make_testsets.make_refs(base, SET, tmp_path)
+    testsets = tmp_path / "data" / "testsets"
+    refs = datasets.refs_dir(testsets, SET)
+    make_testsets.make_refs(raw, refs)
     for qf in base.data.qfs:
-        make_testsets.make_jpeg(base, SET, qf, tmp_path)
-    make_testsets.make_realworld(base, SET, tmp_path)
+        make_testsets.make_jpeg(refs, datasets.jpeg_dir(testsets, SET, qf), qf)
+    make_testsets.make_realworld(list(base.evaluate.real_world_qfs), refs, datasets.realworld_dir(testsets, SET))
     return tmp_path
 
 
@@ -79,9 +92,12 @@ def logged_runs(experiment: str) -> list:
 
 def test_noisy_model(base, root, capsys):
     write_model(root, noise=0.05)
-    out = stage.run(base, root)
+    out = stage.run(base, paths(root))
     reports = root / "reports"
-    assert json.loads((reports / "metrics.json").read_text()) == out
+    assert json.loads((reports / "evaluation.json").read_text()) == out
+    headline = json.loads((reports / "metrics.json").read_text())
+    assert set(headline) == {"primary", "qf10", "real_world", "params_M", "ms_img"}  # one set: primary is its gain
+    assert headline["primary"] == round(out["primary"]["value"], 3) and headline["ms_img"] > 0
     assert out["model"]["arch"] == "qacnet" and out["model"]["run_id"] is None
 
     by_qf = out["results"][SET]
@@ -132,9 +148,11 @@ def test_noisy_model(base, root, capsys):
     assert sorted(p.name for p in crops.iterdir()) == [f"{SET}_qf{q}_{n}.png" for q in (10, 50) for n in NAMES]
     triptych = images.read_image(crops / f"{SET}_qf10_a.png")
     assert triptych.shape == (64, 3 * 96 + 2 * 4, 3)  # JPEG | restored | ground truth, 4 px gaps
-    jpeg = images.read_image(make_testsets.jpeg_dir(root, SET, 10) / "a.jpg")
+    jpeg = images.read_image(datasets.jpeg_dir(root / "data" / "testsets", SET, 10) / "a.jpg")
     np.testing.assert_array_equal(triptych[:, :96], jpeg)
-    np.testing.assert_array_equal(triptych[:, -96:], images.read_image(make_testsets.refs_dir(root, SET) / "a.png"))
+    np.testing.assert_array_equal(
+        triptych[:, -96:], images.read_image(datasets.refs_dir(root / "data" / "testsets", SET) / "a.png")
+    )
 
     (run,) = logged_runs(base.tracking.experiment)  # no training run in this store: a run of its own
     assert run.data.tags["stage"] == "evaluate"
@@ -142,7 +160,8 @@ def test_noisy_model(base, root, capsys):
     assert run.data.metrics[f"{SET}_qf50_header_gain"] == pytest.approx(by_qf["50"]["header"]["gain"])
     assert run.data.metrics[f"{SET}_qf10_jpeg_psnr"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])
     artifacts = {a.path for a in tracking.init_store().list_artifacts(run.info.run_id, "evaluate")}
-    assert artifacts >= {"evaluate/metrics.json", "evaluate/gain_vs_qf.csv"}
+    assert artifacts >= {"evaluate/evaluation.json", "evaluate/metrics.json", "evaluate/gain_vs_qf.csv"}
+    assert json.loads(tracking.run_evaluation(run.info.run_id).read_text()) == out
 
 
 def test_identity_model_into_training_run(base, root):
@@ -151,7 +170,7 @@ def test_identity_model_into_training_run(base, root):
     write_model(root, noise=0.0, run_id=train_run.info.run_id)  # untrained QACNet: the identity
     (root / "reports" / "crops").mkdir(parents=True)
     (root / "reports" / "crops" / "stale.png").write_bytes(b"old")
-    out = stage.run(base, root)
+    out = stage.run(base, paths(root))
     for r in out["results"][SET].values():
         assert r["blind"]["psnr"] == r["jpeg"]["psnr"] and r["blind"]["gain"] == 0.0
     assert out["primary"]["value"] == 0.0 and out["negative_gains"] == []
@@ -168,7 +187,7 @@ def test_identity_model_into_training_run(base, root):
 def test_main_without_checkpoint(root, capsys, tmp_path):
     params_yaml = tmp_path / "params.yaml"
     params_yaml.write_text((ROOT / "presets" / "quickstart.yaml").read_text())
-    assert stage.main([]) == 1
+    assert stage.main(ARGS) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "model.pt: checkpoint not found" in err
     assert not (tmp_path / "reports" / "metrics.json").exists()

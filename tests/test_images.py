@@ -15,7 +15,7 @@ import pytest
 from conftest import smooth_image
 from PIL import Image, ImageOps
 
-from pipeline import images
+from pipeline import files, images
 from pipeline.images import ImageError
 
 
@@ -142,7 +142,7 @@ def test_write_png_failure_keeps_the_old_file(
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(images.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         images.write_png(path, 255 - photo)
     assert path.read_bytes() == before

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from pipeline import images, jpeg, params, realworld, tracking
+from pipeline import datasets, images, jpeg, params, realworld, tracking
 from stages import make_testsets as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +24,30 @@ def preset() -> params.Params:
 
 def raw_dir(root: Path) -> Path:
     return root / "data" / "raw" / "test" / SET
+
+
+def refs_dir(root: Path) -> Path:
+    return datasets.refs_dir(root / "data" / "testsets", SET)
+
+
+def jpeg_dir(root: Path, qf: int) -> Path:
+    return datasets.jpeg_dir(root / "data" / "testsets", SET, qf)
+
+
+def make_refs(root: Path) -> dict:
+    return stage.make_refs(raw_dir(root), refs_dir(root))
+
+
+def make_jpeg(root: Path, qf: int) -> dict:
+    return stage.make_jpeg(refs_dir(root), jpeg_dir(root, qf), qf)
+
+
+def make_realworld(preset: params.Params, root: Path) -> dict:
+    return stage.make_realworld(list(preset.evaluate.real_world_qfs), refs_dir(root), realworld_dir(root))
+
+
+def realworld_dir(root: Path) -> Path:
+    return datasets.realworld_dir(root / "data" / "testsets", SET)
 
 
 @pytest.fixture
@@ -48,22 +72,22 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_refs_and_jpegs(preset, tmp_path, sources):
-    info = stage.make_refs(preset, SET, tmp_path)
+    info = make_refs(tmp_path)
     refs = tmp_path / "data" / "testsets" / SET / "refimgs"
-    assert refs == stage.refs_dir(tmp_path, SET)
+    assert refs == refs_dir(tmp_path)
     assert sorted(p.name for p in refs.iterdir()) == ["a.png", "b.png", "c.png", "gray.png"]
-    assert info == {"set": SET, "images": 4, "bytes": sum(p.stat().st_size for p in refs.iterdir())}
+    assert info == {"images": 4, "bytes": sum(p.stat().st_size for p in refs.iterdir())}
     for name, rgb in sources.items():
         with Image.open(refs / f"{name}.png") as im:
             assert im.format == "PNG" and im.mode == "RGB"  # grayscale became 3 channels
         np.testing.assert_array_equal(images.read_image(refs / f"{name}.png"), rgb)  # lossless
 
     for qf in (10, 50):
-        info = stage.make_jpeg(preset, SET, qf, tmp_path)
+        info = make_jpeg(tmp_path, qf)
         folder = tmp_path / "data" / "testsets" / SET / "color" / f"qf_{qf}"
-        assert folder == stage.jpeg_dir(tmp_path, SET, qf)
+        assert folder == jpeg_dir(tmp_path, qf)
         assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.jpg", "c.jpg", "gray.jpg"]
-        assert info == {"set": SET, "qf": qf, "images": 4, "bytes": sum(p.stat().st_size for p in folder.iterdir())}
+        assert info == {"qf": qf, "images": 4, "bytes": sum(p.stat().st_size for p in folder.iterdir())}
         for name, rgb in sources.items():
             data = (folder / f"{name}.jpg").read_bytes()
             assert jpeg.jpeg_quality(data) == (qf, True)  # IJG tables of exactly this quality
@@ -80,9 +104,9 @@ def test_realworld_cases(preset, tmp_path, sources):
     raw = raw_dir(tmp_path)
     (raw / "gray.png").unlink()
     images.write_png(raw / "old.png", images.jpeg_roundtrip(sources["a"], 80))
-    stage.make_refs(preset, SET, tmp_path)
-    info = stage.make_realworld(preset, SET, tmp_path)
-    root = stage.realworld_dir(tmp_path, SET)
+    make_refs(tmp_path)
+    info = make_realworld(preset, tmp_path)
+    root = realworld_dir(tmp_path)
     qfs = preset.evaluate.real_world_qfs
     names = ["a", "b", "c", "old"]
     assert info["images"] == 4 * (6 * len(qfs) + 1) + 3  # six per-QF cases, 4:4:4, three never compressed
@@ -111,17 +135,17 @@ def test_realworld_cases(preset, tmp_path, sources):
                 images.decode_image(data).rgb, images.jpeg_roundtrip(sources["a"], qf)[3:, 5:]
             )
     before = tree(root)
-    stage.make_realworld(preset, SET, tmp_path)
+    make_realworld(preset, tmp_path)
     assert tree(root) == before  # deterministic
 
 
 def test_rerun_is_byte_identical(preset, tmp_path, sources):
     out = tmp_path / "data" / "testsets" / SET
-    stage.make_refs(preset, SET, tmp_path)
-    stage.make_jpeg(preset, SET, 30, tmp_path)
+    make_refs(tmp_path)
+    make_jpeg(tmp_path, 30)
     first = tree(out)
-    stage.make_refs(preset, SET, tmp_path)
-    stage.make_jpeg(preset, SET, 30, tmp_path)
+    make_refs(tmp_path)
+    make_jpeg(tmp_path, 30)
     assert tree(out) == first
     assert len(first) == 8
 
@@ -129,31 +153,32 @@ def test_rerun_is_byte_identical(preset, tmp_path, sources):
 def test_corrupt_image_fails_and_leaves_nothing(preset, tmp_path, sources):
     (raw_dir(tmp_path) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
     with pytest.raises(images.ImageError, match=r"broken\.png"):
-        stage.make_refs(preset, SET, tmp_path)
+        make_refs(tmp_path)
     out = tmp_path / "data" / "testsets" / SET
-    assert not stage.refs_dir(tmp_path, SET).exists()
+    assert not refs_dir(tmp_path).exists()
     assert not out.exists() or not list(out.iterdir())  # nor data/testsets/SET/.refimgs.tmp
 
 
 def test_missing_raw_set(preset, tmp_path, capsys):
-    with pytest.raises(images.ImageError, match=r"data set sample_test is missing .*download_test@sample_test"):
-        stage.make_refs(preset, SET, tmp_path)
+    with pytest.raises(images.ImageError, match=r"data set is missing"):
+        make_refs(tmp_path)
     raw_dir(tmp_path).mkdir(parents=True)
     with pytest.raises(images.ImageError, match="no image files"):
-        stage.make_refs(preset, SET, tmp_path)
+        make_refs(tmp_path)
 
 
 def test_jpeg_without_refs_says_what_to_run(preset, tmp_path):
-    with pytest.raises(images.ImageError, match=r"refs@sample_test"):
-        stage.make_jpeg(preset, SET, 10, tmp_path)
+    with pytest.raises(images.ImageError, match=r"no reference images \(run `dvc repro`"):
+        make_jpeg(tmp_path, 10)
 
 
 def test_main_logs_runs(tmp_path, sources, mlflow_store, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert stage.main(["refs", SET, "--params", str(PRESET)]) == 0
-    assert stage.main(["jpeg", SET, "10", "--params", str(PRESET)]) == 0
+    refs, qf10 = f"data/testsets/{SET}/refimgs", f"data/testsets/{SET}/color/qf_10"
+    assert stage.main(["refs", f"data/raw/test/{SET}", refs, "--params", str(PRESET)]) == 0
+    assert stage.main(["jpeg", refs, qf10, "--qf", "10", "--params", str(PRESET)]) == 0
     printed = capsys.readouterr().out
-    assert f"refs {SET}: 4 images" in printed and f"jpeg {SET} QF 10: 4 images" in printed
+    assert f"refs {refs}: 4 images" in printed and f"jpeg {qf10}: 4 images" in printed
     assert len(list((tmp_path / "data" / "testsets" / SET / "color" / "qf_10").iterdir())) == 4
 
     client = tracking.init_store()
@@ -161,18 +186,17 @@ def test_main_logs_runs(tmp_path, sources, mlflow_store, monkeypatch, capsys):
     runs = {r.data.tags["stage"]: r for r in client.search_runs([exp.experiment_id])}
     assert sorted(runs) == ["make_testsets_jpeg", "make_testsets_refs"]
     refs, jpeg = runs["make_testsets_refs"].data, runs["make_testsets_jpeg"].data
-    assert refs.params == {"set": SET} and jpeg.params == {"set": SET, "qf": "10"}
+    assert refs.params == {"src": f"data/raw/test/{SET}", "out": f"data/testsets/{SET}/refimgs"}
+    assert jpeg.params["qf"] == "10"
     assert refs.metrics["images"] == jpeg.metrics["images"] == 4
-    assert jpeg.metrics["bytes"] == sum(p.stat().st_size for p in stage.jpeg_dir(tmp_path, SET, 10).iterdir())
+    assert jpeg.metrics["bytes"] == sum(p.stat().st_size for p in jpeg_dir(tmp_path, 10).iterdir())
 
 
 def test_main_errors(tmp_path, mlflow_store, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert stage.main(["refs", SET, "--params", str(PRESET)]) == 1
+    assert stage.main(["refs", "data/raw/test/NoSuchSet", "out", "--params", str(PRESET)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "data set sample_test is missing" in err
-    assert stage.main(["refs", "NoSuchSet", "--params", str(PRESET)]) == 1
-    assert "unknown data set 'NoSuchSet'" in capsys.readouterr().err
+    assert err.startswith("error: ") and "NoSuchSet: data set is missing" in err
     with pytest.raises(SystemExit) as e:
-        stage.main(["jpeg", SET, "101", "--params", str(PRESET)])
-    assert e.value.code == 2 and "quality 1..100" in capsys.readouterr().err
+        stage.main(["jpeg", "refs", "out", "--qf", "101", "--params", str(PRESET)])
+    assert e.value.code == 2 and "--qf 1..100" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline import images, params, tracking
+from pipeline import datasets, images, params, registry, tracking
 from pipeline.checkpoint import save_checkpoint
 from pipeline.models import build_model, count_params
 from stages import make_testsets
@@ -24,7 +24,10 @@ from stages import promote as stage
 ROOT = Path(__file__).resolve().parent.parent
 SET = "sample_test"
 TINY = {"width": 8, "mid_blocks": 1}
-KEY = stage.primary_key([SET], [10])
+KEY = registry.primary_key([SET], [10])
+# dvc.yaml's arguments (relative to the project root, the working directory)
+ARGS = ["--model", "models/model.pt", "--meta", "models/model.json", "--evaluation", "reports/evaluation.json",
+        "--testsets", "data/testsets", "--out", "reports/promotion.json"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def write_candidate(root: Path, value: float, seed: int) -> None:
     results = {SET: {"10": {"blind": {"gain": value}, "header": {"gain": value}}}}
     metrics = {"primary": {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": [10], "value": value},
                "results": results, "negative_gains": []}  # fmt: skip
-    images.write_bytes(root / "reports" / "metrics.json", json.dumps(metrics).encode())
+    images.write_bytes(root / "reports" / "evaluation.json", json.dumps(metrics).encode())
 
 
 def make_root(root: Path, preset: dict, pretrained: Path, image_factory) -> Path:
@@ -61,11 +64,11 @@ def make_root(root: Path, preset: dict, pretrained: Path, image_factory) -> Path
     raw["register"]["pretrained"] = str(pretrained)  # absolute: the same file from every root
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    p = params.load(root / "params.yaml")
     for i in range(2):
         images.write_png(root / "data" / "raw" / "test" / SET / f"img{i}.png", image_factory(64, 96, seed=i))
-    make_testsets.make_refs(p, SET, root)
-    make_testsets.make_jpeg(p, SET, 10, root)
+    refs = datasets.refs_dir(root / "data" / "testsets", SET)
+    make_testsets.make_refs(root / "data" / "raw" / "test" / SET, refs)
+    make_testsets.make_jpeg(refs, datasets.jpeg_dir(root / "data" / "testsets", SET, 10), 10)
     return root
 
 
@@ -87,10 +90,17 @@ def load(root: Path) -> params.Params:
     return params.load(root / "params.yaml")
 
 
+def register(root: Path, force: bool = False) -> dict:
+    """The promote stage as dvc.yaml runs it, in the project ``root``."""
+    m, r = root / "models", root / "reports"
+    return registry.register(load(root), m / "model.pt", m / "model.json", r / "evaluation.json",
+                             root / "data" / "testsets", r / "promotion.json", force)  # fmt: skip
+
+
 def test_better_candidate_is_promoted(root, tmp_path):
     write_candidate(root, 0.5, seed=1)
-    d = stage.register(load(root), root)
-    champ_value = stage.score(tmp_path / "pretrained" / "model.pt", root, [SET], [10])
+    d = register(root)
+    champ_value = registry.score(tmp_path / "pretrained" / "model.pt", root / "data" / "testsets", [SET], [10])
     assert champ_value < -0.5  # the noisy shipped model makes the JPEGs worse
     assert d["promoted"] and not d["forced"] and d["metric"] == KEY
     assert d["champion_before"] == {"version": "1", "value": pytest.approx(champ_value)}
@@ -117,30 +127,30 @@ def test_shipped_version_describes_itself(root, tmp_path):
     """The shipped model's version: facts as tags, its evaluation on every test set x QF, an MLflow model."""
     (tmp_path / "pretrained" / "MODEL_CARD.md").write_text("# Model card\nA noisy tiny model.")
     write_candidate(root, -30.0, seed=1)
-    stage.register(load(root), root)
+    register(root)
     shipped = tracking.alias_version("jpeg-restoration", "champion")
     n_params = str(count_params(build_model("qacnet", **TINY)))  # counted from the weights: no meta["params"]
     assert {k: shipped["tags"][k] for k in ("arch", "params", "steps")} == {"arch": "qacnet", "params": n_params,
                                                                            "steps": "100"}  # fmt: skip
-    evaluation = json.loads(tracking.run_artifact(shipped["run_id"], "evaluate/metrics.json").read_text())
+    evaluation = json.loads(tracking.run_evaluation(shipped["run_id"]).read_text())
     assert evaluation["primary"]["value"] == pytest.approx(float(shipped["tags"][KEY]))
     assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
     assert tracking.run_artifact(shipped["run_id"], "model/MODEL_CARD.md").read_text().startswith("# Model card")
     model = mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
     assert model.metadata.get_input_schema().input_names() == ["image"]
     candidate = tracking.alias_version("jpeg-restoration", "candidate")  # trained elsewhere: logged by promote
-    assert json.loads(tracking.run_artifact(candidate["run_id"], "evaluate/metrics.json").read_text())["primary"]
+    assert json.loads(tracking.run_evaluation(candidate["run_id"]).read_text())["primary"]
 
 
 def test_worse_candidates_are_not_promoted(root):
     write_candidate(root, -30.0, seed=1)
-    d = stage.register(load(root), root)
+    d = register(root)
     assert not d["promoted"] and d["champion_after"] == "1" and d["margin"] < 0
     assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
 
     champ_value = d["champion_before"]["value"]  # now read from version 1's tag
     write_candidate(root, champ_value + 0.005, seed=2)  # better, but by less than the threshold (0.01)
-    d = stage.register(load(root), root)
+    d = register(root)
     assert not d["promoted"] and d["champion_before"]["value"] == pytest.approx(champ_value)
     assert aliases() == {"champion": "1", "previous": None, "candidate": "3"}
     assert [v["version"] for v in tracking.registered_versions("jpeg-restoration")] == ["3", "2", "1"]
@@ -148,10 +158,10 @@ def test_worse_candidates_are_not_promoted(root):
 
 def test_champion_is_rescored_without_its_tag(root):
     write_candidate(root, -30.0, seed=1)
-    first = stage.register(load(root), root)["champion_before"]["value"]
+    first = register(root)["champion_before"]["value"]
     tracking.init_store().delete_model_version_tag("jpeg-restoration", "1", KEY)  # e.g. scored on other sets
     write_candidate(root, -29.0, seed=2)
-    d = stage.register(load(root), root)
+    d = register(root)
     assert d["champion_before"] == {"version": "1", "value": pytest.approx(first)}  # measured again
     assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(first)
 
@@ -159,17 +169,17 @@ def test_champion_is_rescored_without_its_tag(root):
 def test_force_then_rollback(root, monkeypatch, capsys):
     monkeypatch.chdir(root)
     write_candidate(root, -30.0, seed=1)
-    assert stage.main([]) == 0
+    assert stage.main(ARGS) == 0
     assert "version 2: -30.000 dB vs champion v1" in capsys.readouterr().out
     assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
 
-    assert stage.main(["--force", "--params", str(root / "params.yaml")]) == 0
+    assert stage.main([*ARGS, "--force", "--params", str(root / "params.yaml")]) == 0
     assert "promoted to champion" in capsys.readouterr().out
     d = json.loads((root / "reports" / "promotion.json").read_text())
     assert d["forced"] and d["promoted"] and d["margin"] < 0
     assert aliases() == {"champion": "3", "previous": "1", "candidate": "3"}
 
-    assert stage.main(["--rollback", "--params", str(root / "params.yaml")]) == 0
+    assert stage.main([*ARGS, "--rollback", "--params", str(root / "params.yaml")]) == 0
     assert "champion is now version 1 (was 3)" in capsys.readouterr().out
     assert aliases() == {"champion": "1", "previous": "3", "candidate": "3"}
     d = json.loads((root / "reports" / "promotion.json").read_text())
@@ -179,8 +189,8 @@ def test_force_then_rollback(root, monkeypatch, capsys):
 def test_force_a_registered_version(root, monkeypatch, capsys):
     monkeypatch.chdir(root)
     write_candidate(root, -30.0, seed=1)
-    assert stage.main([]) == 0  # v1 shipped (champion), v2 candidate
-    assert stage.main(["--force", "--version", "2"]) == 0
+    assert stage.main(ARGS) == 0  # v1 shipped (champion), v2 candidate
+    assert stage.main([*ARGS, "--force", "--version", "2"]) == 0
     assert "version 2 promoted to champion (was 1)" in capsys.readouterr().out
     assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
     d = json.loads((root / "reports" / "promotion.json").read_text())
@@ -188,22 +198,22 @@ def test_force_a_registered_version(root, monkeypatch, capsys):
     assert len(tracking.registered_versions("jpeg-restoration")) == 2  # nothing registered
     for argv, message in ((["--force", "--version", "2"], "version 2 is already the champion"),
                           (["--force", "--version", "9"], "no version 9 in the registry")):  # fmt: skip
-        assert stage.main(argv) == 1
+        assert stage.main([*ARGS, *argv]) == 1
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        stage.main(["--version", "1"])
+        stage.main([*ARGS, "--version", "1"])
     assert "--version needs --force" in capsys.readouterr().err
     assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
 
 
 def test_rollback_without_previous(root, monkeypatch, capsys):
     monkeypatch.chdir(root)
-    assert stage.main(["--rollback"]) == 1  # empty registry
+    assert stage.main([*ARGS, "--rollback"]) == 1  # empty registry
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no version has the alias 'previous'; nothing to roll back to" in err
     write_candidate(root, -30.0, seed=1)
-    assert stage.main([]) == 0  # a champion, but no previous one
-    assert stage.main(["--rollback"]) == 1
+    assert stage.main(ARGS) == 0  # a champion, but no previous one
+    assert stage.main([*ARGS, "--rollback"]) == 1
     assert "nothing to roll back to" in capsys.readouterr().err
     assert aliases()["champion"] == "1"
 
@@ -214,7 +224,7 @@ def _promote_in(root: Path, env: dict[str, str], barrier) -> None:
     os.chdir(root)
     with open("promote.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         barrier.wait(timeout=60)
-        code = stage.main([])
+        code = stage.main(ARGS)
     sys.exit(code)
 
 
@@ -249,7 +259,7 @@ def test_pretrained_with_another_file_name(root, tmp_path, preset, image_factory
     shutil.copyfile(tmp_path / "pretrained" / "model.pt", tmp_path / "shipped.pt")
     other = make_root(tmp_path / "other", preset, tmp_path / "shipped.pt", image_factory)
     write_candidate(other, -30.0, seed=1)
-    stage.register(load(other), other)
+    register(other)
     path = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
     assert path.read_bytes() == (tmp_path / "shipped.pt").read_bytes()
 
@@ -257,24 +267,24 @@ def test_pretrained_with_another_file_name(root, tmp_path, preset, image_factory
 def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
     """A git pull brings a new shipped model: registered once, champion only if it is better."""
     write_candidate(root, -30.0, seed=1)
-    stage.register(load(root), root)  # v1 the noisy shipped model (champion), v2 the candidate
+    register(root)  # v1 the noisy shipped model (champion), v2 the candidate
     assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
 
     save_model(tmp_path / "pretrained" / "model.pt", seed=101, noise=0.2)  # a newer, even worse file
     write_candidate(root, -30.0, seed=2)
-    stage.register(load(root), root)  # v3 the new shipped model (not promoted), v4 the candidate
+    register(root)  # v3 the new shipped model (not promoted), v4 the candidate
     versions = {v["version"]: v for v in tracking.registered_versions("jpeg-restoration")}
     assert versions["3"]["tags"]["pretrained_sha256"] != versions["1"]["tags"]["pretrained_sha256"]
     assert aliases() == {"champion": "1", "previous": None, "candidate": "4"}
 
     save_model(tmp_path / "pretrained" / "model.pt", seed=102)  # untrained tiny QACNet: the identity, 0 dB
     write_candidate(root, -30.0, seed=3)
-    stage.register(load(root), root)  # v5 the better shipped model: champion through the gate
+    register(root)  # v5 the better shipped model: champion through the gate
     assert aliases() == {"champion": "5", "previous": "1", "candidate": "6"}
     assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(0.0, abs=0.05)
 
     write_candidate(root, -30.0, seed=4)
-    stage.register(load(root), root)  # the same shipped file again: not registered twice
+    register(root)  # the same shipped file again: not registered twice
     assert len(tracking.registered_versions("jpeg-restoration")) == 7
 
 
@@ -290,14 +300,14 @@ def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
         mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
 
     write_candidate(root, -30.0, seed=1)
-    stage.register(load(root), root)  # v2: v1 upgraded; v3: the shipped model; v4: the candidate
+    register(root)  # v2: v1 upgraded; v3: the shipped model; v4: the candidate
     assert aliases() == {"champion": "2", "previous": None, "candidate": "4"}
     champion = tracking.alias_version("jpeg-restoration", "champion")
     assert champion["tags"]["upgraded_from"] == "1" and champion["tags"][KEY] == "5.0"
     assert tracking.checkpoint_from_uri("models:/jpeg-restoration@champion").read_bytes() == old.read_bytes()
     assert mlflow.pyfunc.load_model("models:/jpeg-restoration@champion").metadata.signature is not None
     # It kept the champion, so its evaluation now covers the candidate's test set and QFs (the Results page).
-    evaluation = json.loads(tracking.run_artifact(champion["run_id"], "evaluate/metrics.json").read_text())
+    evaluation = json.loads(tracking.run_evaluation(champion["run_id"]).read_text())
     assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
-    stage.register(load(root), root)  # nothing left to upgrade
+    register(root)  # nothing left to upgrade
     assert len(tracking.registered_versions("jpeg-restoration")) == 5

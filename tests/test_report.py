@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import images, params, report, tracking
+from pipeline import experiments, images, params, report, tracking
 from stages import report as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def write_inputs(root: Path, run_id: str | None) -> None:
     }
     reports = root / "reports"
     (reports / "crops").mkdir(parents=True)
-    (reports / "metrics.json").write_text(json.dumps(metrics))
+    (reports / "evaluation.json").write_text(json.dumps(metrics))
     csv = ["set,qf,gain_blind,gain_header"]
     csv += [f"{s},{q},{r['blind']['gain']},{r['header']['gain']}" for s, by in results.items() for q, r in by.items()]
     (reports / "gain_vs_qf.csv").write_text("\n".join(csv) + "\n")
@@ -68,12 +68,19 @@ def base_params() -> params.Params:
 
 
 @pytest.fixture
-def exp_rows() -> list[dict]:
-    return report.parse_experiments(json.loads(FIXTURE.read_text()))
+def exp_rows() -> dict:
+    return experiments.parse(json.loads(FIXTURE.read_text()))
+
+
+def paths(root: Path) -> stage.Paths:
+    """The report stage's paths as dvc.yaml passes them, under ``root``."""
+    r = root / "reports"
+    return stage.Paths(r / "evaluation.json", r / "gain_vs_qf.csv", r / "train_log.csv", r / "crops",
+                       ROOT / "reference" / "published.yaml", r / "report.md", r / "report.html", r / "plots")  # fmt: skip
 
 
 def test_published_yaml():
-    published = yaml.safe_load(stage.PUBLISHED.read_text())
+    published = yaml.safe_load((ROOT / "reference" / "published.yaml").read_text())
     for set_name in ("LIVE1", "BSDS500"):
         rows = published["sets"][set_name]
         assert all({"method", "kind", "params", "source", "results"} <= set(r) for r in rows)
@@ -86,47 +93,59 @@ def test_published_yaml():
 
 
 def test_parse_experiments_fixture(exp_rows):
-    assert [r["name"] for r in exp_rows] == ["master", "dncnn", "one-stage", "fft-up", "broken"]
-    base, *exps = exp_rows
-    assert base["baseline"] and base["status"] == "baseline" and base["primary"] == pytest.approx(2.3)
-    by_name = {r["name"]: r for r in exps}
+    """Finished experiments only, each with its headline metrics and only what it changed."""
+    base, rows = exp_rows["baseline"], exp_rows["finished"]
+    assert base["name"] == "workspace" and base["metrics"]["primary"] == pytest.approx(2.3)
+    assert [r["name"] for r in rows] == ["dncnn", "one-stage", "fft-up"]
+    by_name = {r["name"]: r for r in rows}
     assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2}
-    assert by_name["fft-up"]["primary"] == pytest.approx(2.45) == by_name["fft-up"]["qf10_gain"]
+    assert by_name["fft-up"]["metrics"]["primary"] == pytest.approx(2.45)
     assert by_name["one-stage"]["changed"] == {"model.qacnet.num_stages": 1}
     assert by_name["dncnn"]["changed"] == {"model.arch": "dncnn"}
-    # A failed queued run still lists its baseline's metrics file: its numbers must not be shown.
-    assert by_name["broken"]["status"] == "failed" and by_name["broken"]["primary"] is None
+    assert exp_rows["unfinished"] == {"broken": "failed"}  # a failed run lists its baseline's metrics: not shown
+
+
+def test_changed_keys_are_relative_to_the_workspace(exp_rows):
+    """Experiments run from a workspace holding the quickstart preset: only their -S overrides count."""
+    shown = json.loads(FIXTURE.read_text())
+    ws = shown[0]["data"]["params"]["params.yaml"]["data"]
+    ws["train"] = {**ws.get("train", {}), "steps": 1500}
+    for exp in shown[1]["experiments"]:
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"] = dict(ws["train"])
+    by_name = {r["name"]: r for r in experiments.parse(shown)["finished"]}
+    assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2}
 
 
 def test_ablation_table(exp_rows):
-    _, (kind, head, rows) = report.ablation_blocks(exp_rows)
-    assert kind == "table" and head[-1] == "LIVE1 QF10 gain"
+    (_, note), (kind, head, rows), (_, unfinished) = experiments.ablation_blocks(exp_rows)
+    assert kind == "table" and head[:4] == ["experiment", "rev", "changed params", "primary"]
     table = {r[0]: r for r in rows}
-    assert "loss.fft_weight=0.05" in table["master"][3] and "model.qacnet.qf_conditioning=True" in table["master"][3]
-    assert table["fft-up"][3] == "loss.fft_weight=0.2" and table["fft-up"][5] == "+0.150"
-    assert table["broken"][2:] == ["failed", "train.steps=-1", "-", "-", "-"]
-    assert "no experiments" in report.ablation_blocks(exp_rows[:1])[0][1]
-    assert report.ablation_blocks("`dvc exp show` failed: boom") == [
+    assert table["workspace"][2] == "(baseline)" and "workspace params.yaml" in note
+    assert table["fft-up"][2] == "loss.fft_weight=0.2" and table["fft-up"][-1] == "+0.150"
+    assert "broken" not in table and unfinished == "Not shown, not finished: broken (failed)."
+    none = {**exp_rows, "finished": [], "unfinished": {}}
+    assert "No finished experiments" in experiments.ablation_blocks(none)[0][1]
+    assert experiments.ablation_blocks("`dvc exp show` failed: boom") == [
         ("p", "No ablation table: `dvc exp show` failed: boom")
     ]
 
 
 def test_experiments_outside_a_dvc_repo(tmp_path):
-    assert stage.experiments(tmp_path).startswith("`dvc exp show` failed")
+    assert experiments.from_dvc(tmp_path).startswith("`dvc exp show` failed")
 
 
 def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch, exp_rows):
     with tracking.start_run("train", base_params.tracking.experiment) as train:
         pass
     write_inputs(tmp_path, train.info.run_id)
-    monkeypatch.setattr(stage, "experiments", lambda root: exp_rows)  # dvc itself is tested above
-    s = stage.run(base_params, tmp_path)
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: exp_rows)  # dvc itself is tested above
+    s = stage.run(base_params, paths(tmp_path), tmp_path)
     reports = tmp_path / "reports"
     plots = ["gain_vs_qf_LIVE1.png", "gain_vs_qf_sample_test.png", "train_curve.png"]
     assert sorted(Path(p).name for p in s["plots"]) == sorted(plots)
     assert all((reports / "plots" / p).read_bytes().startswith(b"\x89PNG") for p in plots)
     assert s["run_id"] == train.info.run_id and s["logged_into_training_run"] and s["crops"] == 1
-    assert s["negative_gains"] == ["LIVE1 QF90 blind: -0.050 dB"] and s["experiments"] == 4
+    assert s["negative_gains"] == ["LIVE1 QF90 blind: -0.050 dB"] and s["experiments"] == 3
 
     md = (reports / "report.md").read_text()
     assert "| QF | method | kind | params | PSNR | SSIM | PSNR-B | PSNR (Y) | gain (dB) | source |" in md
@@ -157,8 +176,8 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
 def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypatch):
     write_inputs(tmp_path, "0123456789abcdef")  # trained against another store: not found here
     (tmp_path / "reports" / "train_log.csv").unlink()
-    monkeypatch.setattr(stage, "experiments", lambda root: "`dvc exp show` failed: not a DVC repository")
-    s = stage.run(base_params, tmp_path)
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: "`dvc exp show` failed: not a DVC repository")
+    s = stage.run(base_params, paths(tmp_path), tmp_path)
     assert not s["logged_into_training_run"] and s["run_id"] != "0123456789abcdef"
     assert not (tmp_path / "reports" / "plots" / "train_curve.png").exists()
     md = (tmp_path / "reports" / "report.md").read_text()
@@ -168,7 +187,8 @@ def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypa
 
 
 def test_main_without_metrics(tmp_path, capsys):
-    assert stage.main(["--params", str(ROOT / "params.yaml")]) == 1
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in vars(paths(tmp_path)).items()]
+    assert stage.main([*args, "--params", str(ROOT / "params.yaml")]) == 1
     assert "run the evaluate stage first" in capsys.readouterr().err
 
 
@@ -180,13 +200,13 @@ def rw_case(case: str, qf: int | None, gain: float) -> dict:
 
 def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
     write_inputs(tmp_path, None)
-    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     cases = [rw_case("cropped_png", 10, 1.5), rw_case("cropped_png", 30, -0.02), rw_case("never_compressed", None, 0.0)]
     excluded = {"never_compressed": {"reason": "the reference carries a JPEG lattice", "images": ["x.png"]}}
     metrics["real_world"] = {"LIVE1": {"cases": cases, "excluded": excluded}}
-    (tmp_path / "reports" / "metrics.json").write_text(json.dumps(metrics))
-    monkeypatch.setattr(stage, "experiments", lambda root: "none here")
-    s = stage.run(base_params, tmp_path)
+    (tmp_path / "reports" / "evaluation.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
+    s = stage.run(base_params, paths(tmp_path), tmp_path)
     assert "real_world_LIVE1.png" in {Path(p).name for p in s["plots"]}
     assert "LIVE1 real world, title of cropped_png, QF 30: -0.020 dB" in s["negative_gains"]
     md = (tmp_path / "reports" / "report.md").read_text()
@@ -202,3 +222,42 @@ def test_train_plot_has_no_empty_validation_frame():
     alone = images.decode_image(report.train_plot(log)).rgb  # no validation ran: the loss panel only
     with_val = images.decode_image(report.train_plot(log + [{"step": 29, "val_psnr": 30.0, "val_psnr_jpeg": 29.0}])).rgb
     assert alone.shape[0] == with_val.shape[0] and with_val.shape[1] == pytest.approx(2 * alone.shape[1], rel=0.02)
+
+
+def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow_uri, monkeypatch):
+    """The registry champion's stored evaluation, on the same sets and QFs as this model's."""
+    import torch
+
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.models import build_model
+
+    write_inputs(tmp_path, None)
+    mine = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
+    champ = json.loads(json.dumps(mine))
+    champ["results"]["LIVE1"]["10"]["blind"]["gain"] = 1.0  # mine: +1.5
+    del champ["results"]["sample_test"]  # scored elsewhere: shown as missing
+    torch.manual_seed(0)
+    save_checkpoint(
+        tmp_path / "c.pt", "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {}
+    )
+    with tracking.start_run("train", base_params.tracking.experiment) as run:
+        tracking.log_checkpoint(tmp_path / "c.pt")
+        tracking.log_dict(champ, tracking.EVALUATION_ARTIFACT)
+    name = base_params.register.model_name
+    tracking.register_version(name, run.info.run_id, {}, aliases=("champion",))
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
+    s = stage.run(base_params, paths(tmp_path), tmp_path)
+    assert s["champion"] == f"{name} v1"
+    md = (tmp_path / "reports" / "report.md").read_text()
+    section = md.split("## Against the registry's champion")[1].split("## ")[0]
+    assert f"better than the champion ({name} v1) at 1 of 4 set x QF points" in section
+    assert "| LIVE1 | 10 | 27.19 | 27.19 | +1.500 | +1.000 | +0.500 |" in section
+    assert "| sample_test | 10 | 27.00 | - | +1.000 | - | - |" in section
+
+
+def test_report_without_champion(base_params, tmp_path, mlflow_uri, monkeypatch):
+    write_inputs(tmp_path, None)
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
+    stage.run(base_params, paths(tmp_path), tmp_path)
+    md = (tmp_path / "reports" / "report.md").read_text()
+    assert "No comparison: the registry has no champion of jpeg-restoration yet." in md

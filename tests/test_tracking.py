@@ -197,7 +197,7 @@ def test_download_stage_logs_to_a_server(mlflow_server, tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("DVC_ROOT", str(work))
-    assert download.main(["sample_test"]) == 0
+    assert download.main(["sample_test", "--out", "data/raw/test/sample_test", "--downloads", "data/downloads"]) == 0
 
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("jpeg-restoration")

@@ -43,9 +43,14 @@ def stage_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+# As dvc.yaml passes them (relative to the project root, the stage's working directory).
+STAGE = [sys.executable, "-m", "stages.train", "--data", "data/raw/train", "--model", "models/model.pt",
+         "--meta", "models/model.json", "--train-log", "reports/train_log.csv", "--resume", "models/resume"]  # fmt: skip
+
+
 def run_stage(tmp: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "stages.train"],
+        STAGE,
         cwd=tmp,
         env=stage_env(tmp),
         capture_output=True,
@@ -55,9 +60,11 @@ def run_stage(tmp: Path, timeout: int = 240) -> subprocess.CompletedProcess:
 
 
 def test_kill_9_then_rerun_resumes_to_the_same_step_count(tmp_path: Path, image_factory) -> None:
+    """Killed mid-run, then params the train stage does not declare edited (evaluate.tile,
+    register.threshold): the rerun resumes where the last checkpoint left it."""
     root = make_project(tmp_path, image_factory, steps=200)
     state = root / "models" / "resume" / "state.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=root, env=stage_env(root),
+    proc = subprocess.Popen(STAGE, cwd=root, env=stage_env(root),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.time() + 180
     while not state.exists() and time.time() < deadline and proc.poll() is None:
@@ -70,10 +77,13 @@ def test_kill_9_then_rerun_resumes_to_the_same_step_count(tmp_path: Path, image_
     assert 0 < saved < 200
     assert not (root / "models" / "model.pt").exists()
     first_run = json.loads((root / "models" / "resume" / "mlflow_run.json").read_text())["run_id"]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["evaluate"]["tile"], raw["register"]["threshold"] = 256, 0.5
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
 
     done = run_stage(root)
     assert done.returncode == 0, done.stderr
-    assert f"resuming from {state} at step {saved}" in done.stdout
+    assert f"resuming from models/resume/state.pt at step {saved}" in done.stdout
     meta = json.loads((root / "models" / "model.json").read_text())
     assert meta["steps"] == 200 and meta["resumed_from"] == saved
     assert meta["run_id"] == first_run  # the same MLflow run goes on
