@@ -67,7 +67,7 @@ tta = st.checkbox("Average 8 flips/rotations (TTA: 8x slower, slightly better)")
 chosen = decision if qf == default_qf and not force else photo.decide(model, decoded.rgb, decoded.header, qf)
 
 
-engine = common.load_engine(model_key, p.evaluate.precision)
+engine = common.load_engine(model_key, "auto")  # bf16 where native: measured free (README)
 run_key = (model_key, digest, chosen.qf, chosen.offset, tta)
 if st.session_state.get("cancelled") == run_key:
     st.warning("Restoration cancelled.")

@@ -119,3 +119,14 @@ def test_without_the_runtimes_everything_runs_on_torch(
 def test_precision_is_checked(ckpt: Path) -> None:
     with pytest.raises(engines.EngineError, match="precision"):
         engines.build_engine("torch", load_checkpoint(ckpt)[0], ckpt, "fp8")
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_auto_precision_is_bf16_only_where_openvino_runs_it_natively(ckpt: Path, lq: np.ndarray, name: str) -> None:
+    model = load_checkpoint(ckpt)[0]
+    engine = engines.build_engine(name, model, ckpt, "auto")
+    want = "bf16" if name == "openvino" and engines.native_bf16() else "f32"
+    assert engine.precision == want and engine.label == f"{name} {want}"
+    tile = np.ascontiguousarray(lq[None, :64, :96])
+    ref = engines.build_engine("torch", model).run(tile, 20.0)
+    assert np.abs(engine.run(tile, 20.0) - ref).max() < 4 / 255  # bf16, random weights (shipped model: 0.69 / 255)

@@ -148,3 +148,11 @@ def test_train_digest_covers_only_what_the_train_stage_declares() -> None:
                dataclasses.replace(p, loss=dataclasses.replace(p.loss, fft_weight=0.1)),
                dataclasses.replace(p, data=dataclasses.replace(p.data, train_sets=("DIV2K_train",)))]  # fmt: skip
     assert p.train_digest() not in {q.train_digest() for q in changed}
+
+
+def test_projection_off_written_bare_in_yaml(tmp_path: Path) -> None:
+    """`dvc exp run -S evaluate.projection=off` writes a bare `off`, which YAML reads as false."""
+    text = (ROOT / "params.yaml").read_text().replace("projection: auto", "projection: off", 1)
+    assert "projection: off" in text
+    (tmp_path / "params.yaml").write_text(text)
+    assert params.load(tmp_path / "params.yaml").evaluate.projection == "off"

@@ -196,7 +196,8 @@ def test_engine_is_chosen_and_named(tmp_path, ckpt, image_factory, capsys, engin
     if not engines.installed(engine):
         pytest.skip(f"{engine} not installed")
     images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(image_factory(48, 64, 5), 30))
-    assert restore(tmp_path / "p.jpg", "-o", tmp_path / engine, "--ckpt", ckpt, "--engine", engine, "-v") == 0
+    args = ("--ckpt", ckpt, "--engine", engine, "--precision", "f32", "-v")
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / engine, *args) == 0
     label = "torch" if engine == "torch" else f"{engine} f32"
     assert f"engine {label}, " in capsys.readouterr().out
     if engine != "torch":  # the same PNG as torch's, within a grey level
@@ -218,3 +219,12 @@ def test_unavailable_engine_is_a_usage_error(tmp_path, ckpt, image_factory, monk
     images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(image_factory(16, 16), 50))
     assert restore(tmp_path / "p.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "--engine", "openvino") == 2
     assert "not installed" in capsys.readouterr().err
+
+
+def test_default_precision_is_bf16_only_where_native(tmp_path, ckpt, image_factory, capsys):
+    if not engines.installed("openvino"):
+        pytest.skip("openvino not installed")
+    images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(image_factory(48, 64, 5), 30))
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "--engine", "openvino", "-v") == 0
+    want = "bf16" if engines.native_bf16() else "f32"
+    assert f"engine openvino {want}, " in capsys.readouterr().out
