@@ -10,7 +10,6 @@ never re-exported. Both runtimes are optional: without them everything runs on t
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import tempfile
 import warnings
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from pipeline.files import sha256_file
 
 ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "f32", "bf16")
@@ -87,17 +88,9 @@ def resolve(name: str, device: torch.device | str = "cpu") -> str:
     return name
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def onnx_path(ckpt: Path) -> Path:
     """Where the ONNX graph of checkpoint ``ckpt`` is cached: beside it, named by its content."""
-    return ckpt.with_name(f"{ckpt.stem}.{sha256(ckpt)[:16]}.onnx")
+    return ckpt.with_name(f"{ckpt.stem}.{sha256_file(ckpt)[:16]}.onnx")
 
 
 def export_onnx(model: nn.Module, path: Path) -> Path:

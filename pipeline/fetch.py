@@ -10,7 +10,6 @@ message that names the file or URL and says what to do.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import http.client
 import lzma
 import shutil
@@ -25,6 +24,8 @@ from typing import IO
 
 from tqdm import tqdm
 
+from pipeline.files import sha256_file
+
 CHUNK = 1 << 20
 ALTERNATIVES = (
     "Without network, point params.yaml at a copy you already have (data.local.<SET>: /path/to/folder) "
@@ -34,15 +35,6 @@ ALTERNATIVES = (
 
 class DownloadError(RuntimeError):
     """A download or archive that cannot be used; the message names the file or URL."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | urllib.error.HTTPError:

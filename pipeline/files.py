@@ -1,4 +1,4 @@
-"""Atomic file and folder writes and the inter-process file lock, in one place.
+"""Atomic file and folder writes, the inter-process file lock and file digests, in one place.
 
 A reader (a DVC stage, the app, a concurrent experiment) never sees a half-written output: every
 file is written to a temporary name beside its target and renamed into place; a folder is built
@@ -8,6 +8,7 @@ in a hidden temporary sibling and moved in only when complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -59,3 +60,12 @@ def lock(path: str | Path) -> FileLock:
     """An exclusive inter-process lock held while in a ``with`` block (the file itself stays)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 digest of a file, read in chunks of 1 MiB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

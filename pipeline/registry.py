@@ -19,7 +19,6 @@ read-compare-move keeps concurrent experiments from racing the alias.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -89,14 +88,6 @@ def version_score(name: str, version: dict, key: str, testsets: Path, sets: list
     return value
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def adopt_shipped(params: Params, testsets: Path, key: str, sets: list[str], qfs: list[int],
                   champion: dict | None) -> dict | None:  # fmt: skip
     """Bring the shipped ``register.pretrained`` model into the registry through the same gate
@@ -109,7 +100,7 @@ def adopt_shipped(params: Params, testsets: Path, key: str, sets: list[str], qfs
     name, path = params.register.model_name, Path(params.register.pretrained)
     if not path.is_file():
         return champion
-    digest = file_sha256(path)
+    digest = files.sha256_file(path)
     if any(v["tags"].get("pretrained_sha256") == digest for v in tracking.registered_versions(name)):
         return champion
     ckpt = read_checkpoint(path)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import engines, images, inference
+from pipeline import engines, files, images, inference
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.models import build_model
 
@@ -79,7 +79,7 @@ def test_onnx_cache_is_keyed_by_the_checkpoint_content(tmp_path: Path, monkeypat
     engines.build_engine("onnxruntime", model, path)
     engines.build_engine("onnxruntime", model, path)  # cached: not exported again
     assert len(exports) == 1 and exports[0] == engines.onnx_path(path) and exports[0].parent == tmp_path
-    assert exports[0].name == f"model.{engines.sha256(path)[:16]}.onnx"
+    assert exports[0].name == f"model.{files.sha256_file(path)[:16]}.onnx"
     write_ckpt(path, 1)  # a new checkpoint in the same file: a new graph
     engines.build_engine("onnxruntime", load_checkpoint(path)[0], path)
     assert len(exports) == 2 and exports[1] != exports[0]
