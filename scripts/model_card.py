@@ -271,10 +271,10 @@ on held-out images (every 10th training image; no test image), before and after:
 {chr(10).join(estimator_rows(est))}
 
 Without a lattice, the estimator alone cannot tell a photo never compressed from a JPEG resized
-after decoding: on the 91 whole training images without a lattice (T91, train-extra) it reads
-57 to 100. So `pipeline/photo.py` restores such a photo only when the pixels show JPEG blocks
-(8x8 blocking, or blocks at another scale: `jpeg.resampled_blocking`, at most 5.3 on photos never
-compressed there, against 4 to 17 for QF 10 resized by 0.75) and the estimate is under 85, or
+after decoding: on whole training photos (every 4th BSD200 image, a JPEG 95; every 3rd T91; every
+2nd train-extra) it reads 57 to 100. So `pipeline/photo.py` restores such a photo only when the pixels show JPEG blocks
+(8x8 blocking, or blocks at another scale: `jpeg.resampled_blocking`, 99th percentile 5.8 on photos
+never compressed there (one periodic texture scores 18.5), against 4 to 17 for QF 10 resized by 0.75) and the estimate is under 85, or
 when the estimate is 45 or less; otherwise it leaves the photo unchanged.
 
 ## Speed ({bench_after["device"]}, bf16, one call: `scripts/gpu_round2.sh bench`, random weights)
