@@ -187,6 +187,20 @@ def blockiness(y: np.ndarray) -> tuple[tuple[int, int], tuple[float, float]]:
     return _blockiness((_phase_means(y, 0), _phase_means(y, 1)))
 
 
+def uniqueness(means: tuple[np.ndarray | None, np.ndarray | None]) -> float:
+    """How much the strongest blocking phase stands out from the runner-up, on the weaker axis:
+    mean step at the best phase over the second best, minus 1. JPEG blocks sit at one phase in 8
+    (0.08 and more after a gamma edit, training photos at QF <= 50); a photo upscaled by 2 has
+    steps at every other phase: as "blocky" as a JPEG but about 0 here (at most 0.02)."""
+    out = []
+    for m in means:
+        if m is None:
+            return 0.0
+        top = np.sort(m)[::-1]
+        out.append(float(top[0] / max(top[1], 1e-6) - 1.0))
+    return min(out)
+
+
 def _blockiness(means: tuple[np.ndarray | None, np.ndarray | None]) -> tuple[tuple[int, int], tuple[float, float]]:
     phases, strengths = [], []
     for m in means:
@@ -199,39 +213,6 @@ def _blockiness(means: tuple[np.ndarray | None, np.ndarray | None]) -> tuple[tup
         phases.append(best)
         strengths.append(float(m[best] / max(rest, 1e-6) - 1.0))
     return (phases[0], phases[1]), (strengths[0], strengths[1])
-
-
-RESAMPLED_PERIODS = np.arange(3.5, 16.0, 0.05)  # 8 px blocks after a resize by 0.44 to 2
-_NEIGHBOURS = np.r_[-25:-2, 3:26]  # spectrum bins around a candidate peak, the peak's own excluded
-
-
-def _boundary_spectrum(y: np.ndarray, axis: int) -> np.ndarray:
-    """Magnitude spectrum of the mean absolute luma step along ``axis`` (local mean removed)."""
-    d = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)
-    d = d - np.convolve(d, np.ones(9) / 9, mode="same")
-    return np.abs(np.fft.rfft(d * np.hanning(len(d))))
-
-
-def resampled_blocking(y: np.ndarray) -> tuple[float, float]:
-    """Blocking at a period other than 8 px (JPEG blocks resized after compression): for each
-    period of RESAMPLED_PERIODS, the step spectrum's peak over its median nearby, on the weaker
-    axis; returns the best (score, period in px). Photos never compressed score about 2 to 4
-    (the 91 whole training images without a lattice: 99th percentile 5.8, one periodic texture at
-    18.5), QF 10 resized by 0.75 scores 4 to 17."""
-    best = np.full(len(RESAMPLED_PERIODS), np.inf)
-    for axis in (0, 1):
-        f = _boundary_spectrum(y, axis)
-        n = y.shape[axis] - 1
-        idx = np.rint(n / RESAMPLED_PERIODS).astype(int)
-        ok = (idx >= 28) & (idx + 26 < len(f))
-        score = np.zeros(len(idx))
-        i = idx[ok]
-        peak = np.maximum(np.maximum(f[i - 1], f[i]), f[i + 1])
-        ref = np.median(f[i[:, None] + _NEIGHBOURS], axis=1)
-        score[ok] = peak / np.maximum(ref, 1e-9)
-        best = np.minimum(best, score)
-    k = int(np.argmax(best))
-    return float(best[k]), float(RESAMPLED_PERIODS[k])
 
 
 @dataclass(frozen=True)
@@ -250,6 +231,7 @@ class GridEvidence:
     lattices: tuple[tuple[tuple[int, int], int, float], ...] = ()  # every (offset, qf, score) found
     phase: tuple[int, int] = (0, 0)  # ``blockiness``, computed once per image
     strengths: tuple[float, float] = (0.0, 0.0)
+    unique: float = 0.0  # ``uniqueness`` of the blocking phase
 
 
 def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
@@ -259,6 +241,7 @@ def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
     y = luma(rgb)
     means = (_phase_means(y, 0), _phase_means(y, 1))  # the whole image's steps, measured once
     (py, px), (sy, sx) = _blockiness(means)
+    unique = uniqueness(means)
     rows, cols = _phase_order(means[0])[:candidates], _phase_order(means[1])[:candidates]
     offsets = list(dict.fromkeys([(0, 0)] + [(a, b) for a in rows for b in cols]))
     found = []
@@ -272,8 +255,8 @@ def find_grid(rgb: np.ndarray, candidates: int = 3) -> GridEvidence:
         off, qf, _ = min(found, key=lambda f: (f[1], -f[2]))
         scores = lattice_scores(y, off)  # the winner again on more blocks: the exact QF of an aligned JPEG
         best = int(np.argmax(scores))
-        return GridEvidence(off, blocking, best + 1, float(scores[best]), tuple(found), (py, px), (sy, sx))
-    return GridEvidence((py, px), blocking, None, 0.0, (), (py, px), (sy, sx))
+        return GridEvidence(off, blocking, best + 1, float(scores[best]), tuple(found), (py, px), (sy, sx), unique)
+    return GridEvidence((py, px), blocking, None, 0.0, (), (py, px), (sy, sx), unique)
 
 
 def _phase_order(m: np.ndarray | None) -> list[int]:

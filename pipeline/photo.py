@@ -6,15 +6,16 @@ they all decide the same way. The order of evidence:
 
 1. the user's QF;
 2. the JPEG header's tables (a file's own grid is at (0, 0)), unless the pixels show an earlier,
-   stronger compression on another grid (a cropped and re-saved photo): its lattice, or the
-   blocking's grid off the origin, on which the lattice (fainter, but corroborated by the
-   blocking) or the learned estimator reads a clearly lower quality;
+   stronger compression on another grid (a cropped and re-saved photo): its
+   lattice, or the blocking's grid off the origin, on which the lattice (fainter, but
+   corroborated by the blocking) or the learned estimator reads a clearly lower quality;
 3. a quantization lattice in the pixels at any of the 64 grid offsets (a re-saved or cropped
    PNG), the strongest compression winning;
-4. the learned estimator, on the image shifted onto its blocking grid when there is one;
-5. no lattice at any offset and the estimator reads a very high quality: the photo was never
-   JPEG-compressed (or so lightly that restoring it would risk more than it gains) and is
-   returned unchanged.
+4. the learned estimator, on the image shifted onto its blocking grid when there is one, but
+   only on clear JPEG traces (``no_lattice_reason``): 8x8 blocking at one clear phase, or an
+   estimate below any photo never compressed's;
+5. otherwise the photo is returned unchanged: never compressed, or too faintly for restoring
+   it to be worth the risk.
 """
 
 from __future__ import annotations
@@ -35,13 +36,18 @@ BLOCKING_MIN = 0.08  # blockiness (weaker axis) above which a blocking grid is b
 # The learned estimator reads clean crops at 94 (median; 10th percentile 83) and aligned JPEGs of
 # QF <= 85 at 48 (95th percentile 81): at or above this a photo without any lattice is left alone.
 CLEAN_MIN_QF = 85.0
-# Without a lattice or blocking, the estimator alone cannot tell a photo never compressed from a
-# JPEG resized after decoding: on whole training images never compressed (or at QF 95) it reads
-# 57 to 100. Such a photo is restored only when JPEG blocks show at another period (resized after
-# compression; jpeg.resampled_blocking, 99th percentile on clean training images 5.8) or the estimate is far
-# below any photo never compressed.
-RESAMPLED_MIN = 6.0
-ESTIMATE_ALONE_MAX = 45.0
+# Without a lattice, restoring needs evidence that photos never compressed do not show
+# (scripts/calibrate_clean.py on train-extra, whose photos carry no JPEG history, in five forms
+# each: whole, a 768x512 crop, downscaled, upscaled by 1.25 to 2, gamma-edited; 107 in all):
+# - 8x8 blocking whose phase stands out from the runner-up (jpeg.uniqueness): clean at most
+#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs edited after decoding 0.08 and more;
+# - or an estimate below any clean photo's: clean photos read as low as 27.9 (upscaled).
+# None of the 107 is restored (the rule before: 7), and JPEGs that lost their lattice keep
+# 0.36 dB of the 1.02 dB mean gain that restoring all of them would give: most photos resized
+# after compression look like clean ones and are left alone. (A spectral test for blocks at
+# another period, resized JPEGs, was dropped: clean photos upscaled by 1.25 score as high.)
+UNIQUE_MIN = 0.04
+ESTIMATE_ALONE_MAX = 20.0
 RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header's to overrule it
 # A JPEG cropped then saved again: on its (shifted) blocking grid, the first compression's
 # lattice scores 0.026 to 0.1 (10th percentiles, QF 10 to 50, re-saved at 95); single JPEGs
@@ -50,6 +56,7 @@ RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header'
 # overrules the header only above STRONG_BLOCKING (QF 10 re-saved: 0.68 and more).
 FAINT_LATTICE_MIN = 0.02
 STRONG_BLOCKING = 0.3
+ESTIMATE_CROP = 1024  # the estimator reads at most this many pixels square from the centre
 PROJECTIONS = ("auto", "on", "off")
 
 
@@ -85,7 +92,11 @@ def align(image: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple
 
 
 def _estimate(model: nn.Module, image: np.ndarray, offset: tuple[int, int]) -> float | None:
-    return estimate_qf_net(model, align(image, offset)[0])
+    """The learned QF estimate on the grid at ``offset``, from a centre crop of a large photo."""
+    image = align(image, offset)[0]
+    h, w = image.shape[:2]
+    y, x = max(0, (h - ESTIMATE_CROP) // 16 * 8), max(0, (w - ESTIMATE_CROP) // 16 * 8)  # on the grid
+    return estimate_qf_net(model, image[y : y + ESTIMATE_CROP, x : x + ESTIMATE_CROP])
 
 
 def _grid_text(offset: tuple[int, int]) -> str:
@@ -138,22 +149,30 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
                         f"QF {ev.lattice_qf}{_grid_text(ev.offset)} from pixels (quantization lattice)", luma)  # fmt: skip
     if model is None:
         return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
-    # No lattice: the learned estimator decides, on the blocking grid when there is one. Even with
-    # some blocking (periodic textures have it too), a very high reading means: leave it alone.
-    offset = ev.offset if ev.blocking >= BLOCKING_MIN else (0, 0)
+    # No lattice: restored only on clear JPEG traces (see no_lattice_reason), at the learned
+    # estimator's QF, on the blocking grid when there is one.
+    offset = ev.offset if ev.blocking >= BLOCKING_MIN and ev.unique >= UNIQUE_MIN else (0, 0)
     q = _estimate(model, image, offset)
-    if q is None or q >= CLEAN_MIN_QF:
+    why = None if q is None else no_lattice_reason(ev.blocking, ev.unique, q)
+    if why is None:
         return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
-    if ev.blocking >= BLOCKING_MIN:
-        why = "blocking, no lattice"
-    else:
-        if jpeg.resampled_blocking(jpeg.luma(image))[0] >= RESAMPLED_MIN:
-            why = "JPEG blocks at another scale: resized after compression"
-        elif q <= ESTIMATE_ALONE_MAX:
-            why = "no grid found"
-        else:
-            return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
     return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
+
+
+def no_lattice_reason(blocking: float, unique: float, estimate: float) -> str | None:
+    """Why a photo without a quantization lattice is restored, or None: leave it unchanged.
+
+    blocking/unique: ``jpeg.find_grid``'s blockiness and its ``uniqueness``; estimate: the
+    learned estimator's QF. Each branch needs evidence that photos never compressed do not show
+    (scripts/calibrate_clean.py; figures in models/pretrained/provenance/calibrate_clean.json).
+    """
+    if estimate >= CLEAN_MIN_QF:
+        return None
+    if blocking >= BLOCKING_MIN and unique >= UNIQUE_MIN:
+        return "blocking, no lattice"
+    if estimate <= ESTIMATE_ALONE_MAX:
+        return "no grid found"
+    return None
 
 
 def projection_planes(projection: str, decision: Decision) -> tuple[bool, bool]:

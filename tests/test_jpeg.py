@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import smooth_image
@@ -67,6 +68,18 @@ def test_blockiness_phase_and_strength(photo: np.ndarray) -> None:
     (py, px), (sy, sx) = jpeg.blockiness(jpeg.luma(lq))
     assert (py, px) == (6, 2) and min(sy, sx) > 0.2
     assert max(jpeg.blockiness(jpeg.luma(photo))[1]) < min(sy, sx) / 2  # never compressed: much weaker
+
+
+def test_uniqueness_tells_jpeg_blocks_from_an_upscale(photo: np.ndarray) -> None:
+    """Upscaled by 2, a photo steps at every other pixel: "blocky" at 8 px, but no phase stands
+    out from the runner-up; a JPEG's blocks sit at one phase in 8, even after a gamma edit."""
+    up = cv2.resize(photo, (photo.shape[1] * 2, photo.shape[0] * 2), interpolation=cv2.INTER_LINEAR)
+    ev = jpeg.find_grid(up)
+    assert ev.blocking >= 0.08 and ev.unique < 0.02
+    lq = images.jpeg_roundtrip(photo, 30).astype(np.float64)
+    edited = np.clip(255 * (lq / 255) ** 1.2 + 0.5, 0, 255).astype(np.uint8)
+    ev = jpeg.find_grid(edited)
+    assert ev.lattice_qf is None and ev.unique > 0.1
 
 
 def test_find_grid_prefers_the_earlier_stronger_compression(photo: np.ndarray) -> None:
