@@ -12,8 +12,8 @@ they all decide the same way. The order of evidence:
 3. a quantization lattice in the pixels at any of the 64 grid offsets (a re-saved or cropped
    PNG), the strongest compression winning;
 4. the learned estimator, on the image shifted onto its blocking grid when there is one, but
-   only on clear JPEG traces (``no_lattice_reason``): 8x8 blocking at one clear phase, or an
-   estimate below any photo never compressed's;
+   only on clear JPEG traces (``no_lattice_reason``): strong 8x8 blocking at one clear phase,
+   or an estimate below any photo never compressed's;
 5. otherwise the photo is returned unchanged: never compressed, or too faintly for restoring
    it to be worth the risk.
 """
@@ -30,8 +30,8 @@ from pipeline.engines import Engine
 from pipeline.images import Decoded
 from pipeline.inference import ProgressFn, estimate_qf_net, restore_float
 
-# Calibrated on held-out training images (scripts/calibrate_forensics.py; the figures are in
-# models/pretrained/provenance/calibration.json), never on the test sets.
+# Calibrated on held-out training images, never on the test sets: scripts/calibrate_forensics.py
+# (figures in models/pretrained/provenance/calibration.json) and scripts/calibrate_clean.py.
 BLOCKING_MIN = 0.08  # blockiness (weaker axis) above which a blocking grid is believed: clean p95 0.082
 # The learned estimator reads clean crops at 94 (median; 10th percentile 83) and aligned JPEGs of
 # QF <= 85 at 48 (95th percentile 81): at or above this a photo without any lattice is left alone.
@@ -40,12 +40,14 @@ CLEAN_MIN_QF = 85.0
 # (scripts/calibrate_clean.py on train-extra, whose photos carry no JPEG history, in five forms
 # each: whole, a 768x512 crop, downscaled, upscaled by 1.25 to 2, gamma-edited; 107 in all):
 # - 8x8 blocking whose phase stands out from the runner-up (jpeg.uniqueness): clean at most
-#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs edited after decoding 0.08 and more;
+#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs edited after decoding 0.04 and more;
+#   and strong (STRONG_BLOCKING): a JPEG of QF 80-95 edited since shows up to 0.21, and
+#   restoring one gains next to nothing;
 # - or an estimate below any clean photo's: clean photos read as low as 27.9 (upscaled).
-# None of the 107 is restored (the rule before: 7), and JPEGs that lost their lattice keep
-# 0.36 dB of the 1.02 dB mean gain that restoring all of them would give: most photos resized
-# after compression look like clean ones and are left alone. (A spectral test for blocks at
-# another period, resized JPEGs, was dropped: clean photos upscaled by 1.25 score as high.)
+# None of the 107 is restored (the rule before: 7). JPEGs of QF 10-90 that lost their lattice
+# keep 0.26 dB of the 1.02 dB mean gain that restoring all of them would give: most photos
+# resized after compression look like clean ones and are left alone. (A spectral test for blocks
+# at another period, resized JPEGs, was dropped: clean photos upscaled by 1.25 score as high.)
 UNIQUE_MIN = 0.04
 ESTIMATE_ALONE_MAX = 20.0
 RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header's to overrule it
@@ -168,7 +170,7 @@ def no_lattice_reason(blocking: float, unique: float, estimate: float) -> str | 
     """
     if estimate >= CLEAN_MIN_QF:
         return None
-    if blocking >= BLOCKING_MIN and unique >= UNIQUE_MIN:
+    if blocking >= STRONG_BLOCKING and unique >= UNIQUE_MIN:
         return "blocking, no lattice"
     if estimate <= ESTIMATE_ALONE_MAX:
         return "no grid found"

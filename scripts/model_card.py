@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from pipeline import photo
+
 HERE = Path("models/pretrained")
 PROV = HERE / "provenance"
 MODES = ("jpeg", "blind", "header", "blind_net")
@@ -130,6 +132,15 @@ def real_world_rows(rw: dict) -> list[str]:
     return rows
 
 
+def calibration_rows(cal: dict) -> list[str]:
+    titles = {"clean": "never compressed (train-extra: whole, crop, down/upscaled, gamma)",
+              "hq": "JPEG 80-95, then resized, gamma or moved half a pixel",
+              "jpeg": "JPEG 10-90, then resized, gamma, or non-IJG tables"}  # fmt: skip
+    return [f"| {titles[g]} | {v['n']} | {v['restored']} | {v['features']['blocking']['max']:.3f} "
+            f"| {v['features']['unique']['max']:.3f} "
+            f"| {v['features']['estimate']['min']:.1f} |" for g, v in cal.items() if g in titles]  # fmt: skip
+
+
 def main() -> int:
     meta = torch.load(HERE / "model.pt", weights_only=True)["meta"]
     phases = [*meta["history"], {k: v for k, v in meta.items() if k != "history"}]
@@ -140,6 +151,7 @@ def main() -> int:
     bench_after = json.loads((PROV / "round2_bench_after_h100.json").read_text())
     loader = json.loads((PROV / "round2_loader_h100.json").read_text())
     rw = json.loads((PROV / "real_world.json").read_text())
+    cal = json.loads((PROV / "calibrate_clean.json").read_text())["summary"]
     proj_file = PROV / "projection.json"
     proj_table = (
         "| set | QF | JPEG | restored | + luma | + luma and chroma | images worse (luma and chroma) |\n"
@@ -271,11 +283,20 @@ on held-out images (every 10th training image; no test image), before and after:
 {chr(10).join(estimator_rows(est))}
 
 Without a lattice, the estimator alone cannot tell a photo never compressed from a JPEG resized
-after decoding: on whole training photos (every 4th BSD200 image, a JPEG 95; every 3rd T91; every
-2nd train-extra) it reads 57 to 100. So `pipeline/photo.py` restores such a photo only when the pixels show JPEG blocks
-(8x8 blocking, or blocks at another scale: `jpeg.resampled_blocking`, 99th percentile 5.8 on photos
-never compressed there (one periodic texture scores 18.5), against 4 to 17 for QF 10 resized by 0.75) and the estimate is under 85, or
-when the estimate is 45 or less; otherwise it leaves the photo unchanged.
+after decoding: clean photos read as low as {cal["clean"]["features"]["estimate"]["min"]:.0f}. So `pipeline/photo.py` restores such a photo
+only on strong 8x8 blocking at one clear phase (blockiness at least {photo.STRONG_BLOCKING}, above any JPEG of QF 80-95
+edited since; `jpeg.uniqueness` at least {photo.UNIQUE_MIN}) with an estimate under {photo.CLEAN_MIN_QF:.0f}, or on an estimate of {photo.ESTIMATE_ALONE_MAX:.0f} or less; otherwise it leaves the
+photo unchanged. `python -m scripts.calibrate_clean --ckpt models/pretrained/model.pt --clean
+../shared/datasets/train-extra --jpeg ../shared/datasets/train/BSD200` measures the rule on training
+photos only (rows in `provenance/calibrate_clean.json`):
+
+| group | photos without a lattice | restored | blockiness, max | uniqueness, max | estimate, min |
+|---|---|---|---|---|---|
+{chr(10).join(calibration_rows(cal))}
+
+Restoring every JPEG of the last group would gain {cal["jpeg"]["gain_all_restored"]:.2f} dB on average; the rule keeps
+{cal["jpeg"]["gain_rule"]:.2f} dB of it and restores no clean photo: most photos resized after compression show no
+JPEG traces left and are passed through unchanged.
 
 ## Speed ({bench_after["device"]}, bf16, one call: `scripts/gpu_round2.sh bench`, random weights)
 
@@ -305,8 +326,10 @@ of the time (median over log windows), and nvidia-smi showed the GPU busy {util:
 - A photo compressed, shifted without cropping to the grid and compressed again at a higher
   quality keeps no lattice of the first compression and, on photos, no clear blocking of it
   either: it is restored at the header's (second) quality, which under-cleans it.
-- The estimator's reading of resized JPEGs is well above their original quality (see the
-  table): they are restored gently.
+- Most JPEGs resized after decoding keep no JPEG trace the rule trusts: they are left unchanged
+  (the real-world table's "unchanged" column), and those restored are read well above their
+  original quality, so restored gently. Telling them from photos never compressed needs a
+  classifier trained for it, not another threshold.
 - Batch and patch size were not tuned for quality per minute (each try costs a training run);
   batch 64 of 128x128 as in the earlier phases.
 """
