@@ -58,7 +58,9 @@ RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header'
 # overrules the header only above STRONG_BLOCKING (QF 10 re-saved: 0.68 and more).
 FAINT_LATTICE_MIN = 0.02
 STRONG_BLOCKING = 0.3
-ESTIMATE_CROP = 1024  # the estimator reads at most this many pixels square from the centre
+# The estimator reads at most this many pixels square from the centre: on a 12 MP photo 0.06 s
+# instead of 1.0 s (one thread), and a photo's compression is the same all over.
+ESTIMATE_CROP = 1024
 PROJECTIONS = ("auto", "on", "off")
 
 
