@@ -286,10 +286,8 @@ def load(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML: {e}") from None
     ev = raw.get("evaluate") if isinstance(raw, dict) else None
-    if isinstance(ev, dict) and isinstance(ev.get("projection"), bool):
-        ev["projection"] = (
-            "on" if ev["projection"] else "off"
-        )  # YAML 1.1 (and `dvc exp run -S`) reads on/off as booleans
+    if isinstance(ev, dict) and isinstance(ev.get("projection"), bool):  # YAML 1.1 (and `dvc exp run -S`)
+        ev["projection"] = "on" if ev["projection"] else "off"  # reads a bare on/off as a boolean
     try:
         return parse(raw)
     except ParamsError as e:

@@ -40,12 +40,13 @@ CLEAN_MIN_QF = 85.0
 # (scripts/calibrate_clean.py on train-extra, whose photos carry no JPEG history, in five forms
 # each: whole, a 768x512 crop, downscaled, upscaled by 1.25 to 2, gamma-edited; 107 in all):
 # - 8x8 blocking whose phase stands out from the runner-up (jpeg.uniqueness): clean at most
-#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs edited after decoding 0.04 and more;
+#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs gamma-edited after decoding 0.08
+#   and more (QF 10-50);
 #   and strong (STRONG_BLOCKING): a JPEG of QF 80-95 edited since shows up to 0.21, and
 #   restoring one gains next to nothing;
 # - or an estimate below any clean photo's: clean photos read as low as 27.9 (upscaled).
 # None of the 107 is restored (the rule before: 7). JPEGs of QF 10-90 that lost their lattice
-# keep 0.26 dB of the 1.02 dB mean gain that restoring all of them would give: most photos
+# keep 0.26 dB of the 1.03 dB mean gain that restoring all of them would give: most photos
 # resized after compression look like clean ones and are left alone. (A spectral test for blocks
 # at another period, resized JPEGs, was dropped: clean photos upscaled by 1.25 score as high.)
 UNIQUE_MIN = 0.04
@@ -95,7 +96,7 @@ def align(image: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple
     return np.pad(image, ((py, 0), (px, 0), (0, 0)), mode=mode), (py, px)
 
 
-def _estimate(model: nn.Module, image: np.ndarray, offset: tuple[int, int]) -> float | None:
+def estimate_on_grid(model: nn.Module, image: np.ndarray, offset: tuple[int, int]) -> float | None:
     """The learned QF estimate on the grid at ``offset``, from a centre crop of a large photo."""
     image = align(image, offset)[0]
     h, w = image.shape[:2]
@@ -138,15 +139,14 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
                 return Decision(float(q), "pixels", off, f"QF {q}{_grid_text(off)} from pixels; header says "
                                 f"{header.qf} (re-saved)", luma)  # fmt: skip
             strong = min(ev.strengths) >= STRONG_BLOCKING
-            est = _estimate(model, image, off) if model is not None and strong else None
+            est = estimate_on_grid(model, image, off) if model is not None and strong else None
             if est is not None and est <= header.qf - RECOMPRESSED_MARGIN:
                 return Decision(est, "estimated", off, f"QF {est:.0f}{_grid_text(off)} estimated on a shifted "
                                 f"blocking grid; header says {header.qf} (recompressed)")  # fmt: skip
         exact = "" if header.exact else " (tables not IJG: nearest quality)"
         return Decision(float(header.qf), "header", (0, 0), f"QF {header.qf} from the JPEG header{exact}",
                         header.luma, header.chroma, header.subsampling)  # fmt: skip
-    if ev.lattice_qf is None and ev.blocking < BLOCKING_MIN:
-        ev = jpeg.find_grid(image, candidates=8)  # a faint high-quality JPEG: try all 64 offsets
+    ev = search_all_offsets(image, ev)
     if ev.lattice_qf is not None:
         luma, _ = jpeg.ijg_tables(ev.lattice_qf)
         return Decision(float(ev.lattice_qf), "pixels", ev.offset,
@@ -155,12 +155,23 @@ def decide(model: nn.Module | None, image: np.ndarray, header: jpeg.Header | Non
         return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
     # No lattice: restored only on clear JPEG traces (see no_lattice_reason), at the learned
     # estimator's QF, on the blocking grid when there is one.
-    offset = ev.offset if ev.blocking >= BLOCKING_MIN and ev.unique >= UNIQUE_MIN else (0, 0)
-    q = _estimate(model, image, offset)
+    offset = estimation_grid(ev)
+    q = estimate_on_grid(model, image, offset)
     why = None if q is None else no_lattice_reason(ev.blocking, ev.unique, q)
     if why is None:
         return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
     return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
+
+
+def search_all_offsets(image: np.ndarray, ev: jpeg.GridEvidence) -> jpeg.GridEvidence:
+    """``ev`` (``jpeg.find_grid``), or, when it shows neither a lattice nor blocking, the search
+    over all 64 grid offsets: a faint high-quality JPEG's lattice can be anywhere."""
+    return jpeg.find_grid(image, candidates=8) if ev.lattice_qf is None and ev.blocking < BLOCKING_MIN else ev
+
+
+def estimation_grid(ev: jpeg.GridEvidence) -> tuple[int, int]:
+    """The grid the estimator reads a photo without a lattice on: its blocking's, when clear."""
+    return ev.offset if ev.blocking >= BLOCKING_MIN and ev.unique >= UNIQUE_MIN else (0, 0)
 
 
 def no_lattice_reason(blocking: float, unique: float, estimate: float) -> str | None:

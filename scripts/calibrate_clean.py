@@ -58,10 +58,10 @@ def variants(group: str, img: np.ndarray, rng: np.random.Generator) -> list[tupl
     """(variant, input, reference) for one image of ``group``."""
     interp = int(rng.choice(RESIZE_FILTERS))
     if group == "clean":
-        out = [("whole", img, img), ("gamma", _gamma(img, rng.uniform(0.7, 1.4)), None),
-               ("down", _resize(img, float(rng.choice([0.5, 0.75, 0.9])), interp), None),
-               ("up", _resize(img, float(rng.choice([1.25, 1.5, 2.0])), int(rng.choice(RESIZE_FILTERS[1:]))), None)]  # fmt: skip
-        return [(v, a, a) for v, a, _ in out]
+        clean = [("whole", img), ("gamma", _gamma(img, rng.uniform(0.7, 1.4))),
+                 ("down", _resize(img, float(rng.choice([0.5, 0.75, 0.9])), interp)),
+                 ("up", _resize(img, float(rng.choice([1.25, 1.5, 2.0])), int(rng.choice(RESIZE_FILTERS[1:]))))]  # fmt: skip
+        return [(v, a, a) for v, a in clean]  # the photo is its own reference
     qf = int(rng.choice([80, 85, 90, 95] if group == "hq" else [10, 20, 30, 40, 50, 60, 70, 80, 90]))
     dec = images.jpeg_roundtrip(img, qf)
     f = float(rng.choice([0.5, 0.6, 0.75, 0.9, 1.25, 1.5]))
@@ -78,13 +78,11 @@ def variants(group: str, img: np.ndarray, rng: np.random.Generator) -> list[tupl
 
 
 def features(model: torch.nn.Module, img: np.ndarray) -> dict:
-    ev = jpeg.find_grid(img)
-    if ev.lattice_qf is None and ev.blocking < photo.BLOCKING_MIN:
-        ev = jpeg.find_grid(img, candidates=8)
-    offset = ev.offset if ev.blocking >= photo.BLOCKING_MIN and ev.unique >= photo.UNIQUE_MIN else (0, 0)
-    est = photo._estimate(model, img, offset)
-    return {"lattice": ev.lattice_qf, "blocking": ev.blocking, "unique": ev.unique, "estimate": est,
-            "offset": list(offset), "decided": photo.decide(model, img).source}  # fmt: skip
+    """What ``photo.decide`` sees in a photo without a header."""
+    ev = photo.search_all_offsets(img, jpeg.find_grid(img))
+    offset = photo.estimation_grid(ev)
+    return {"lattice": ev.lattice_qf, "blocking": ev.blocking, "unique": ev.unique,
+            "estimate": photo.estimate_on_grid(model, img, offset), "offset": list(offset)}  # fmt: skip
 
 
 def job(args: tuple[str, str, str, int]) -> list[dict]:
