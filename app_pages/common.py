@@ -6,19 +6,21 @@ Paths are relative to the working directory (``streamlit run app.py`` from the c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import streamlit as st
-from torch import nn
 
-from pipeline import datasets, params, tracking
-from pipeline.checkpoint import CheckpointError, describe, load_checkpoint, read_checkpoint
-from pipeline.device import pick_device
-from pipeline.engines import Engine, build_engine
+from pipeline import params
+from pipeline.core.device import DeviceError
+from pipeline.data import datasets
+from pipeline.evaluation import results
+from pipeline.mlops import registry, tracking
+from pipeline.models.checkpoint import CheckpointError, describe, read_checkpoint
+from pipeline.restoration.engines import EngineError
+from pipeline.restoration.restorer import Restorer
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -35,23 +37,17 @@ def load_params() -> params.Params:
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def load_model(source: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The model at ``source`` (a models:/ URI or a checkpoint path), loaded once per process."""
-    path = tracking.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
-    return load_checkpoint(path, pick_device("auto"))
-
-
-@st.cache_resource(show_spinner="Preparing the fastest engine...")
-def load_engine(source: str, precision: str) -> Engine:
-    """The fastest engine installed (``auto``, pipeline/engines.py) for the model at ``source``."""
-    model, _ = load_model(source)
-    path = tracking.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
-    return build_engine("auto", model, path, precision)
+def load_restorer(source: str) -> Restorer:
+    """The model at ``source`` (a models:/ URI or a checkpoint path) with the default options
+    (``RestoreOptions``: the fastest engine installed), loaded once per process; the pages
+    change the options a photo asks for with ``Restorer.replace``, which keeps the engine."""
+    path = registry.checkpoint_from_uri(source) if source.startswith("models:/") else Path(source)
+    return Restorer.load(path)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _champion(name: str, uri: str) -> dict[str, Any] | None:
-    return tracking.alias_version(name, "champion")  # ``uri`` is only part of the cache key
+    return registry.alias_version(name, "champion")  # ``uri`` is only part of the cache key
 
 
 @st.cache_data(show_spinner="Reading the checkpoint...")
@@ -59,18 +55,20 @@ def version_facts(name: str, version: str, uri: str) -> dict[str, Any]:
     """Arch, parameters, steps and data of a registered version, read from its checkpoint
     (for versions registered without these tags); {} when it cannot be read."""
     try:
-        return describe(read_checkpoint(tracking.checkpoint_from_uri(f"models:/{name}/{version}")))
+        return describe(read_checkpoint(registry.checkpoint_from_uri(f"models:/{name}/{version}")))
     except (LookupError, CheckpointError):
         return {}
 
 
 @st.cache_data(show_spinner=False)
 def run_evaluation(run_id: str, uri: str) -> dict[str, Any] | None:
-    """The evaluate stage's evaluation logged in a run (``tracking.EVALUATION_ARTIFACT``), or None."""
+    """The evaluate stage's evaluation logged in a run (``tracking.EVALUATION_ARTIFACT``), or None
+    (also when it is not one this code reads: ``results.load`` says why on the page)."""
     path = tracking.run_evaluation(run_id)
     try:
-        return json.loads(path.read_text()) if path else None
-    except ValueError:
+        return results.load(path) if path else None
+    except results.ResultsError as e:
+        st.warning(str(e))
         return None
 
 
@@ -84,10 +82,10 @@ def checkpoint_files(folder: Path = Path("models")) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*.pt")) if folder.is_dir() else []
 
 
-def model_picker() -> tuple[nn.Module, str]:
+def model_picker() -> tuple[Restorer, str]:
     """Sidebar: the registry's champion, else a checkpoint file chosen under models/.
 
-    Returns (model, a key naming it for caches). Stops the page when there is no model at all.
+    Returns (its restorer, a key naming it for caches). Stops the page when there is no model at all.
     """
     name = load_params().register.model_name
     uri = tracking.tracking_uri()
@@ -105,11 +103,11 @@ def model_picker() -> tuple[nn.Module, str]:
             st.stop()
         source = st.sidebar.selectbox("Checkpoint file", files)
     try:
-        model, _meta = load_model(source)
-    except (LookupError, CheckpointError) as e:
+        restorer = load_restorer(source)
+    except (LookupError, CheckpointError, DeviceError, EngineError) as e:
         st.error(f"Cannot load the model: {e}")
         st.stop()
-    return model, source
+    return restorer, source
 
 
 @st.cache_data(show_spinner=False)

@@ -9,14 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common, tables
-from pipeline import registry, tracking
+from pipeline.mlops import promotion, registry, tracking
 
 st.title("Registered models")
 p = common.load_params()
 name, uri = p.register.model_name, tracking.tracking_uri()
 if notice := st.session_state.pop("models_notice", None):
     st.success(notice)
-versions = tracking.registered_versions(name)
+versions = registry.registered_versions(name)
 if not versions:
     st.info(f"No registered versions of {name!r} in {uri} yet: the register stage adds them.")
 else:
@@ -27,8 +27,10 @@ else:
             {} if v["tags"].get("arch") and v["tags"].get("params") else common.version_facts(name, v["version"], uri)
         )
         rows.append(tables.version_row(v, facts))
-    config = {"primary metric (dB)": st.column_config.NumberColumn(format="%+.3f"), "data": st.column_config.TextColumn(
-        width="medium", help="what it was trained on")}  # fmt: skip
+    config = {
+        "primary metric (dB)": st.column_config.NumberColumn(format="%+.3f"),
+        "data": st.column_config.TextColumn(width="medium", help="what it was trained on"),
+    }
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
 
     by_version = {v["version"]: v for v in versions}
@@ -70,17 +72,19 @@ else:
         action, target = pending
         before = champion["version"] if champion else "none"
         command = f"python -m stages.promote {'--rollback' if action == 'rollback' else f'--force --version {target}'}"
-        st.warning(f"Move `champion` from version {before} to version {target}? Version {before} keeps `previous`; "
-                   f"the Restore page and `restore` will use version {target}. Same as `{command}`.")  # fmt: skip
+        st.warning(
+            f"Move `champion` from version {before} to version {target}? Version {before} keeps `previous`; "
+            f"the Restore page and `restore` will use version {target}. Same as `{command}`."
+        )
         yes, no = st.columns(2)
         if yes.button("Yes, move the champion", type="primary"):
             del st.session_state["models_pending"]
             try:
                 if action == "rollback":
-                    d = registry.rollback(p, common.project_dir() / "reports" / "promotion.json")
+                    d = promotion.rollback(p, common.project_dir() / "reports" / "promotion.json")
                 else:
-                    d = registry.promote_version(p, target, common.project_dir() / "reports" / "promotion.json")
-            except registry.PromotionError as e:
+                    d = promotion.promote_version(p, target, common.project_dir() / "reports" / "promotion.json")
+            except promotion.PromotionError as e:
                 st.error(f"Nothing changed: {e}")
             else:
                 common.registry_changed()

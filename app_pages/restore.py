@@ -8,14 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from pipeline import images, inference, metrics, photo
-from pipeline.photo import encode_output
+from pipeline.core import images
+from pipeline.evaluation import metrics
+from pipeline.restoration import tiles, writer
 
 TYPES = [s.lstrip(".") for s in images.IMAGE_SUFFIXES]
 
 st.title("Restore a JPEG")
-model, model_key = common.model_picker()
-p = common.load_params()
+restorer, model_key = common.model_picker()
 
 # ---- input: a bundled sample compressed here (its original is known), or an upload ----------
 source = st.radio("Photo", ["Sample photo", "Upload"], horizontal=True)
@@ -43,10 +43,8 @@ except images.ImageError as e:
     st.error(f"Cannot use this file: {e}")
     st.stop()
 
-# ---- QF and grid: decided as `restore` does (pipeline/photo.py); the slider overrides -------
-decision = common.memo(
-    "decision", (model_key, digest), lambda: photo.decide(model, decoded.rgb, decoded.header)
-)  # fmt: skip
+# ---- QF and grid: decided as `restore` does (Restorer.decide); the slider overrides ----------
+decision = common.memo("decision", (model_key, digest), lambda: restorer.decide(decoded.rgb, decoded.header))
 c1, c2, c3 = st.columns(3)
 if decoded.qf is None:
     c1.metric("QF in the file", "none", help="Not a JPEG (or no quantization tables).")
@@ -57,17 +55,20 @@ c2.metric("Decided", "unchanged" if decision.unchanged else f"QF {decision.qf:.0
 c2.caption(decision.message.replace("use --q to force", "tick 'Restore it anyway' to force"))
 default_qf = 95 if decision.unchanged else int(round(decision.qf))
 qf = c3.slider(
-    "Restore as QF", 1, 100, default_qf, key=f"qf_{digest}",
+    "Restore as QF",
+    1,
+    100,
+    default_qf,
+    key=f"qf_{digest}",
     help="Lower removes more artifacts, higher keeps more detail. Moving it overrides the decision.",
-)  # fmt: skip
+)
 force = decision.unchanged and st.checkbox("Restore it anyway", help="This photo shows no JPEG compression.")
 if decision.unchanged and not force:
     st.info("No JPEG compression found in this photo: it is left unchanged. Tick 'Restore it anyway' to force.")
 tta = st.checkbox("Average 8 flips/rotations (TTA: 8x slower, slightly better)")
-chosen = decision if qf == default_qf and not force else photo.decide(model, decoded.rgb, decoded.header, qf)
-
-
-engine = common.load_engine(model_key, "auto")  # bf16 where native: measured free (README)
+overridden = qf != default_qf or force
+chosen_by = restorer.replace(qf=float(qf) if overridden else None, tta=tta)  # the options this photo asks for
+chosen = chosen_by.decide(decoded.rgb, decoded.header) if overridden else decision
 run_key = (model_key, digest, chosen.qf, chosen.offset, tta)
 if st.session_state.get("cancelled") == run_key:
     st.warning("Restoration cancelled.")
@@ -78,27 +79,31 @@ if st.session_state.get("cancelled") == run_key:
 
 def run() -> tuple:
     stop = st.button("Cancel", on_click=lambda: st.session_state.update(cancelled=run_key))
-    bar = st.progress(0.0, text=f"Restoring ({engine.label})...")
+    bar = st.progress(0.0, text=f"Restoring ({chosen_by.label})...")
 
     def step(done: int, total: int) -> None:  # the cancel is checked between tiles
         if stop or st.session_state.get("cancelled") == run_key:
-            raise inference.Cancelled
-        bar.progress(done / total, text=f"Restoring ({engine.label}): tile {done} of {total}")
+            raise tiles.Cancelled
+        bar.progress(done / total, text=f"Restoring ({chosen_by.label}): tile {done} of {total}")
 
     t = time.perf_counter()
-    pred = photo.restore_decided(model, decoded.rgb, chosen, p.evaluate.tile, p.evaluate.overlap, tta,
-                                 p.evaluate.projection, step, engine)  # fmt: skip
+    pred = chosen_by.restore(decoded.rgb, chosen, step)
     bar.empty()
-    restored = inference.to_uint8(pred)
-    return restored, encode_output(pred, decoded), time.perf_counter() - t  # encode_output overwrites pred: last
+    restored = tiles.to_uint8(pred)
+    png = (
+        writer.unchanged_bytes(decoded, data, Path(filename).suffix)
+        if chosen.unchanged
+        else writer.encode_output(pred, decoded)
+    )
+    return restored, png, time.perf_counter() - t  # encode_output overwrites pred: last
 
 
 try:
     restored, png, seconds = common.memo("restored", run_key, run)
-except inference.Cancelled:
+except tiles.Cancelled:
     st.warning("Restoration cancelled.")
     st.stop()
-st.caption(f"Restored by {engine.label} in {seconds:.1f} s.")
+st.caption(f"Restored by {chosen_by.label} in {seconds:.1f} s.")
 before, after = common.preview(decoded.rgb), common.preview(restored)
 
 st.subheader("Before and after")

@@ -1,7 +1,7 @@
-"""Pure helpers of the Results and Models pages: evaluation reports and registry versions -> tables and sentences.
+"""Pure helpers of the Results and Models pages: evaluations and registry versions -> tables and sentences.
 
-An evaluation is the evaluate stage's evaluation.json: ``{"model", "primary", "results": {set: {qf: {"jpeg",
-"blind", "header": {psnr, ssim, psnrb, ..., "gain"}, "n"}}}, "negative_gains"}``.
+An evaluation's ``results`` is ``{set: {qf: {"jpeg", "blind", "header": {psnr, ssim, psnrb, ..., "gain"}, "n"}}}``
+(``pipeline/evaluation/results.py`` owns the shape).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 
-MODES = {"blind": "QF estimated from the pixels (blind)", "header": "QF read from the JPEG header"}
 COMPARED = {"gain": "gain", "psnr": "PSNR", "ssim": "SSIM", "psnrb": "PSNR-B"}  # in this order on the page
 
 
@@ -68,37 +67,6 @@ def gain_curves(evaluations: dict[str, dict], mode: str = "blind") -> pd.DataFra
     return pd.DataFrame(columns).sort_index().rename_axis("QF")
 
 
-def warning_sentences(items: list[Any]) -> list[str]:
-    """The evaluate stage's ``negative_gains`` as sentences (older reports hold ready-made strings)."""
-    out = []
-    for item in items:
-        if isinstance(item, dict) and {"set", "qf", "mode", "gain"} <= set(item):
-            how = MODES.get(item["mode"], f"{item['mode']} mode")
-            out.append(f"{item['set']} at QF {item['qf']}: restoring with the {how} makes the photos "
-                       f"{abs(item['gain']):.3f} dB worse (PSNR) than the JPEG input.")  # fmt: skip
-        else:
-            out.append(str(item))
-    return out
-
-
-def negative_gains(results: dict) -> list[dict]:
-    """Every set/QF/mode where a model made the photos worse than the JPEG input."""
-    return [{"set": s, "qf": int(q), "mode": m, "gain": r[m]["gain"]}
-            for s, by_qf in results.items() for q, r in by_qf.items()
-            for m in MODES if r.get(m, {}).get("gain") is not None and r[m]["gain"] < 0]  # fmt: skip
-
-
-def real_world_frame(data: Any) -> pd.DataFrame | None:
-    """A table of whatever the evaluation's real-world cases hold: a list of rows, rows by case, or one row."""
-    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
-        return pd.DataFrame(data)
-    if isinstance(data, dict) and data and all(isinstance(r, dict) for r in data.values()):
-        return pd.DataFrame.from_dict(data, orient="index").rename_axis("case").reset_index()
-    if isinstance(data, dict) and data:
-        return pd.DataFrame([data])
-    return None
-
-
 def primary_text(key: str | None) -> str:
     """``score.psnr_gain_blind.LIVE1+BSDS500.qf10-20`` -> ``LIVE1+BSDS500, QF 10-20``."""
     if not key or not key.startswith("score.psnr_gain_blind."):
@@ -128,10 +96,14 @@ def version_row(version: dict, facts: dict) -> dict[str, Any]:
 
     params, primary = fact("params"), tags.get("primary_value")
     return {
-        "version": int(version["version"]), "aliases": ", ".join(sorted(version["aliases"])),
-        "source": source_text(version), "arch": fact("arch"),
-        "parameters (M)": None if params is None else round(params / 1e6, 2), "steps": fact("steps"),
+        "version": int(version["version"]),
+        "aliases": ", ".join(sorted(version["aliases"])),
+        "source": source_text(version),
+        "arch": fact("arch"),
+        "parameters (M)": None if params is None else round(params / 1e6, 2),
+        "steps": fact("steps"),
         "primary metric (dB)": None if primary is None else float(primary),
-        "scored on": primary_text(tags.get("primary_key")), "data": fact("data"),
+        "scored on": primary_text(tags.get("primary_key")),
+        "data": fact("data"),
         "created": pd.to_datetime(version["created"], unit="ms"),
-    }  # fmt: skip
+    }

@@ -5,7 +5,7 @@
         [--compile none[,default,reduce-overhead]] [--budget-s 0] [--json FILE]
 
 Prints one row per (arch, compile mode, batch). Training throughput: the very step training
-runs (``pipeline.train.TrainStep``: forward, hybrid loss, backward, clipping, AdamW, EMA) on
+runs (``pipeline.training.loop.TrainStep``: forward, hybrid loss, backward, clipping, AdamW, EMA) on
 random 128x128 patches, without data loading (``benchmarks.bench_loader`` measures that side).
 Inference: median time of a 768x512 image (bf16 autocast on CUDA, fp32 on CPU), after warm-up;
 a compiled mode compiles the model for that shape. Peak memory: CUDA max allocated during
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import resource
 import statistics
 import sys
@@ -28,11 +27,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.stamp import Results
 from pipeline import params as params_mod
-from pipeline.losses import HybridLoss
 from pipeline.models import ARCHS, build_model, count_params
 from pipeline.params import COMPILE_MODES
-from pipeline.train import TrainStep, make_optimizer
+from pipeline.training.loop import TrainStep, make_optimizer
+from pipeline.training.losses import HybridLoss
 
 DEFAULT_LOSS = {"l1": 1.0, "fft": 0.05, "qf": 0.1}
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="after the first variant, skip what is left once this many seconds have passed (0: never)",
     )
-    ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--json", help="write the results here (default: benchmarks/results/bench_models.json)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; train {args.patch}^2 patches; image {w}x{h}", flush=True)
-    print(
+    res = Results("bench_models", args.json)
+    res.print(f"device: {name}; torch {torch.__version__}; train {args.patch}^2 patches; image {w}x{h}")
+    res.print(
         f"{'arch':8} {'compile':16} {'params':>8} {'batch':>5} {'train patches/s':>16} {'infer ms':>9} {'peak MiB':>9}"
     )
     t0, rows, skipped = time.time(), [], []
@@ -164,19 +165,24 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as e:  # noqa: BLE001 - a failing compile mode is a result, not a crash
                     r["error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 rows.append(r)
-                print(
+                res.print(
                     f"{arch:8} {mode:16} {params_m:7.2f}M {batch:5d} {_cell(r, 'train_patches_per_s', '16.1f')} "
-                    f"{_cell(r, 'infer_ms', '9.2f')} {_cell(r, 'peak_infer_MiB', '9.0f')} {r.get('error', '')}",
-                    flush=True,
+                    f"{_cell(r, 'infer_ms', '9.2f')} {_cell(r, 'peak_infer_MiB', '9.0f')} {r.get('error', '')}"
                 )
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     if skipped:
-        print(f"skipped (over --budget-s {args.budget_s:g}): {', '.join(skipped)}")
-    if args.json:
-        out = {"device": name, "torch": torch.__version__, "patch": args.patch, "size": [w, h], "rows": rows,
-               "skipped": skipped, "seconds": round(time.time() - t0, 1)}  # fmt: skip
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        res.print(f"skipped (over --budget-s {args.budget_s:g}): {', '.join(skipped)}")
+    res.data = {
+        "device": name,
+        "torch": torch.__version__,
+        "patch": args.patch,
+        "size": [w, h],
+        "rows": rows,
+        "skipped": skipped,
+        "seconds": round(time.time() - t0, 1),
+    }
+    res.write()
     return 0
 
 

@@ -30,12 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.stamp import Results
+
 ROOT = Path(__file__).resolve().parent.parent
-OLD_REV = "2b2466d"  # main before issue 12: torch eager, blended tiles, whole-image forensics
+OLD_REV = ""  # set with --old-rev: a git revision whose restore is timed beside this one
 
 
 def photo(w: int, h: int) -> np.ndarray:
-    from pipeline.datasets import sample_images
+    from pipeline.data.datasets import sample_images
 
     tiles = list(sample_images("sample_train").values())
     row = np.hstack([cv2.resize(t, (512, 512), interpolation=cv2.INTER_AREA) for t in tiles[:4]])
@@ -52,8 +54,8 @@ def configs(engines: str, precisions: str) -> list[tuple[str, str]]:
 
 def small(ckpt: str, cfgs: list[tuple[str, str]], qf: int, repeats: int) -> list[dict]:
     """ms per 768x512 per engine, network only."""
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.engines import build_engine
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.restoration.engines import build_engine
 
     model, _ = load_checkpoint(ckpt)
     x = np.ascontiguousarray(photo(768, 512)[None])
@@ -74,26 +76,21 @@ def small(ckpt: str, cfgs: list[tuple[str, str]], qf: int, repeats: int) -> list
 
 def large(ckpt: str, name: str, precision: str, w: int, h: int, tile: int, qf: int) -> dict:
     """One engine on a 12 MP JPEG file, as ``restore`` runs it (in a process of its own)."""
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.restore import restore_paths
+    from pipeline.restoration.batch import restore_paths
+    from pipeline.restoration.options import RestoreOptions
+    from pipeline.restoration.restorer import Restorer
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "photo.jpg"
         cv2.imwrite(str(src), photo(w, h)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, qf])
         t = time.perf_counter()
-        model, _ = load_checkpoint(ckpt)
-        engine = None
-        if name != "old":  # today's code has no engines
-            from pipeline.engines import build_engine
-
-            engine = build_engine(name, model, ckpt, precision)
+        restorer = Restorer.load(ckpt, RestoreOptions(tile=tile, engine=name, precision=precision))
         load = time.perf_counter() - t
         t = time.perf_counter()
-        kwargs = {} if engine is None else {"engine": engine}
-        summary = restore_paths(model, [src], Path(tmp) / "out", tile=tile, overlap=64, **kwargs)
+        summary = restore_paths(restorer, [src], Path(tmp) / "out")
         seconds = time.perf_counter() - t
         assert summary.count("restored") == 1, summary.results
-    label = "today's restore" if engine is None else engine.label
+    label = restorer.label
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"engine": label, "tile": tile, "seconds": seconds, "load_s": load, "peak_rss_MiB": rss}
 
@@ -101,8 +98,19 @@ def large(ckpt: str, name: str, precision: str, w: int, h: int, tile: int, qf: i
 def _child(args: argparse.Namespace, spec: str, old: Path | None = None) -> dict:
     """Run ``large`` in a fresh process; ``old``: a folder holding today's ``pipeline`` package,
     run from there (the working folder comes first on sys.path) with this benchmark after it."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_restore", "--one", spec, "--ckpt", str(Path(args.ckpt).resolve()),
-           "--size", args.size, "--qf", str(args.qf)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_restore",
+        "--one",
+        spec,
+        "--ckpt",
+        str(Path(args.ckpt).resolve()),
+        "--size",
+        args.size,
+        "--qf",
+        str(args.qf),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)} if old else None
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=old)
     if res.returncode:
@@ -119,10 +127,11 @@ def old_tree(rev: str, dest: Path) -> Path:
 
 def live1(ckpt: str, folder: Path, cfgs: list[tuple[str, str]], qfs: list[int]) -> list[dict]:
     """Mean RGB PSNR per engine and QF on LIVE1 (whole images, the network alone)."""
-    from pipeline import images, metrics
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.engines import build_engine
-    from pipeline.inference import restore
+    from pipeline.core import images
+    from pipeline.evaluation import metrics
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.restoration.engines import build_engine
+    from pipeline.restoration.tiles import restore_float, to_uint8
 
     model, _ = load_checkpoint(ckpt)
     refs = [images.read_image(p) for p in images.list_images(folder)]
@@ -130,7 +139,7 @@ def live1(ckpt: str, folder: Path, cfgs: list[tuple[str, str]], qfs: list[int]) 
     for name, precision in cfgs:
         engine = build_engine(name, model, ckpt, precision)
         for q in qfs:
-            scores = [metrics.psnr(gt, restore(model, images.jpeg_roundtrip(gt, q), q, engine=engine)) for gt in refs]
+            scores = [metrics.psnr(gt, to_uint8(restore_float(engine, images.jpeg_roundtrip(gt, q), q))) for gt in refs]
             rows.append({"engine": engine.label, "qf": q, "n": len(refs), "psnr": float(np.mean(scores))})
             print(f"{engine.label:>16} QF {q:3}: {rows[-1]['psnr']:.4f} dB ({len(refs)} images)", flush=True)
     return rows
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-large", action="store_true", help="only ms per 768x512 (and --live1)")
     ap.add_argument("--live1", type=Path, help="LIVE1 reference folder: PSNR per engine")
     ap.add_argument("--live1-qfs", default="10,40")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="write the results here (default: benchmarks/results/bench_restore.json)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     w, h = map(int, args.size.split("x"))
@@ -158,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(large(args.ckpt, name, precision, w, h, int(tile), args.qf)))
         return 0
     cfgs = configs(args.engines, args.precisions)
+    res = Results("bench_restore", args.json)
     report: dict = {"small": small(args.ckpt, cfgs, args.qf, args.repeats)}
     torch_ms = next((r["ms"] for r in report["small"] if r["engine"] == "torch"), None)
-    print(f"{'engine':>16} {'ms/768x512':>11} {'x torch':>8} {'max diff (grey)':>16}")
+    res.print(f"{'engine':>16} {'ms/768x512':>11} {'x torch':>8} {'max diff (grey)':>16}")
     for r in report["small"]:
         ratio = f"{torch_ms / r['ms']:8.2f}" if torch_ms else f"{'-':>8}"
         diff = "-" if r["max_diff_grey"] is None else f"{r['max_diff_grey']:.4f}"
-        print(f"{r['engine']:>16} {r['ms']:11.0f} {ratio} {diff:>16}", flush=True)
+        res.print(f"{r['engine']:>16} {r['ms']:11.0f} {ratio} {diff:>16}")
     if not args.skip_large:
         rows = []
         if args.old_rev:
@@ -174,18 +184,18 @@ def main(argv: list[str] | None = None) -> int:
             rows += [_child(args, f"{name}:{precision}:{t}") for t in args.tiles.split(",")]
         report["large"] = rows
         base = rows[0].get("seconds") if args.old_rev else None
-        print(f"\n{args.size} JPEG -> PNG, model loaded (each row its own process)")
-        print(f"{'engine':>16} {'tile':>5} {'seconds':>8} {'x today':>8} {'peak RSS MiB':>13}")
+        res.print(f"\n{args.size} JPEG -> PNG, model loaded (each row its own process)")
+        res.print(f"{'engine':>16} {'tile':>5} {'seconds':>8} {'x today':>8} {'peak RSS MiB':>13}")
         for r in rows:
             if "error" in r:
-                print(f"{r['engine']:>16} error: {r['error']}")
+                res.print(f"{r['engine']:>16} error: {r['error']}")
                 continue
             ratio = f"{base / r['seconds']:8.2f}" if base else f"{'-':>8}"
-            print(f"{r['engine']:>16} {r['tile']:5} {r['seconds']:8.1f} {ratio} {r['peak_rss_MiB']:13.0f}", flush=True)
+            res.print(f"{r['engine']:>16} {r['tile']:5} {r['seconds']:8.1f} {ratio} {r['peak_rss_MiB']:13.0f}")
     if args.live1:
         report["live1"] = live1(args.ckpt, args.live1, cfgs, [int(q) for q in args.live1_qfs.split(",")])
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    res.data = report
+    res.write()
     return 0
 
 

@@ -121,6 +121,11 @@ class RegisterParams:
 class TrackingParams:
     experiment: str
 
+    @property
+    def data_experiment(self) -> str:
+        """Where the data stages log (downloads, test sets): the training experiment lists models only."""
+        return f"{self.experiment}-data"
+
 
 @dataclass(frozen=True)
 class Params:
@@ -141,8 +146,11 @@ class Params:
         """A short hash of what the train stage declares (``data.train_sets``, ``model``, ``loss``,
         ``train``): the key of its resume state, so editing evaluate or register keeps it."""
         declared = {"train_sets": self.data.train_sets, "model": self.model, "loss": self.loss, "train": self.train}
-        blob = json.dumps({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
-                           for k, v in declared.items()}, sort_keys=True, default=list)  # fmt: skip
+        blob = json.dumps(
+            {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in declared.items()},
+            sort_keys=True,
+            default=list,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -258,7 +266,7 @@ def parse(raw: dict[str, Any]) -> Params:
     ev = params.evaluate
     if ev.projection not in ("auto", "on", "off"):
         raise ParamsError(f"evaluate.projection: expected one of auto, on, off, got {ev.projection!r}")
-    if ev.engine not in ("auto", "torch", "onnxruntime", "openvino"):  # pipeline/engines.py
+    if ev.engine not in ("auto", "torch", "onnxruntime", "openvino"):  # pipeline/restoration/engines.py
         raise ParamsError(f"evaluate.engine: expected one of auto, torch, onnxruntime, openvino, got {ev.engine!r}")
     if ev.precision not in ("f32", "bf16"):
         raise ParamsError(f"evaluate.precision: expected one of f32, bf16, got {ev.precision!r}")

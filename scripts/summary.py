@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.tracking import tracking_uri
+from pipeline.mlops.tracking import tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,13 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     metrics = json.loads((root / "reports" / "evaluation.json").read_text())
     print(
-        f"\n{'set':14} {'QF':>3} {'JPEG PSNR':>9} {'blind':>7} {'gain':>6} {'header':>7} {'gain':>6} {'SSIM':>12} {'PSNR-B':>13}"
+        f"\n{'set':14} {'QF':>3} {'JPEG PSNR':>9} {'blind':>7} {'gain':>6} {'header':>7} {'gain':>6} "
+        f"{'SSIM':>12} {'PSNR-B':>13}"
     )
     for name, by_qf in metrics["results"].items():
         for q, r in by_qf.items():
             j, b, h = r["jpeg"], r["blind"], r["header"]
-            print(f"{name:14} {q:>3} {j['psnr']:9.2f} {b['psnr']:7.2f} {b['gain']:+6.2f} {h['psnr']:7.2f} {h['gain']:+6.2f} "
-                  f"{j['ssim']:.3f}>{b['ssim']:.3f} {j['psnrb']:6.2f}>{b['psnrb']:6.2f}")  # fmt: skip
+            print(
+                f"{name:14} {q:>3} {j['psnr']:9.2f} {b['psnr']:7.2f} {b['gain']:+6.2f} "
+                f"{h['psnr']:7.2f} {h['gain']:+6.2f} "
+                f"{j['ssim']:.3f}>{b['ssim']:.3f} {j['psnrb']:6.2f}>{b['psnrb']:6.2f}"
+            )
     headline = json.loads((root / "reports" / "metrics.json").read_text())
     print("\nheadline metrics (reports/metrics.json): " + ", ".join(f"{k} {v}" for k, v in headline.items()))
     p = metrics["primary"]
@@ -32,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if promo.exists():
         d = json.loads(promo.read_text())
         before = d.get("champion_before") or {}
-        print(f"registry: candidate v{d['candidate']['version']} ({d['candidate']['value']:+.3f} dB) vs champion "
-              f"v{before.get('version', '-')} ({before.get('value', float('nan')):+.3f} dB): "
-              f"{'promoted' if d['promoted'] else 'not promoted'}; champion is v{d['champion_after']}")  # fmt: skip
+        print(
+            f"registry: candidate v{d['candidate']['version']} ({d['candidate']['value']:+.3f} dB) vs champion "
+            f"v{before.get('version', '-')} ({before.get('value', float('nan')):+.3f} dB): "
+            f"{'promoted' if d['promoted'] else 'not promoted'}; champion is v{d['champion_after']}"
+        )
     if args.seconds is not None:
         print(f"pipeline time: {args.seconds // 60} min {args.seconds % 60} s")
     print(f"""

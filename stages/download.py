@@ -20,11 +20,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline import datasets, files, images, tracking
 from pipeline import params as params_mod
-from pipeline.datasets import DatasetSpec
-from pipeline.fetch import DownloadError, download, extract
-from pipeline.images import ImageError
+from pipeline.core import files, images
+from pipeline.core.images import ImageError
+from pipeline.data import datasets
+from pipeline.data.datasets import DatasetSpec
+from pipeline.data.fetch import DownloadError, download, extract
+from pipeline.mlops import tracking
 from pipeline.params import Params, ParamsError
 
 
@@ -58,8 +60,10 @@ def _from_local(spec: DatasetSpec, folder: Path, tmp: Path) -> list[dict[str, An
     others = [p.name for p in found if p not in sources]
     if others:
         shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
-        print(f"warning: data.local.{spec.name}: skipping {len(others)} file(s) that are not images: {shown}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: data.local.{spec.name}: skipping {len(others)} file(s) that are not images: {shown}",
+            file=sys.stderr,
+        )
     entries = []
     for src in sources:
         try:
@@ -126,7 +130,7 @@ def run(params: Params, name: str, out: Path, downloads: Path, progress: bool = 
         "bytes": sum(e["size"] for e in entries),
         "files": entries,
     }
-    with tracking.start_run("download", params.tracking.experiment):
+    with tracking.start_run("download", params.tracking.data_experiment):
         tracking.log_params({"set": name, "source": source, "url": location, "archive_sha256": digest or ""})
         tracking.log_metrics({"images": summary["images"], "bytes": summary["bytes"]})
         tracking.log_dict(summary, f"download_{name}.json")

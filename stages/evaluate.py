@@ -7,14 +7,14 @@ Scores the checkpoint on every generated test set x QF in blind mode (QF estimat
 pixels) and header mode (QF from the file's quantization tables), with the JPEG input beside
 it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
 
-- ``--metrics``: the headline metrics (``pipeline/headline.py``, at most 8 scalars: what
+- ``--metrics``: the headline metrics (``pipeline/evaluation/results.py``, at most 8 scalars: what
   ``dvc exp show`` and ``dvc metrics diff`` compare);
 - ``--evaluation``: every set/QF/mode mean, gains, QF-estimator error, the primary metric, the
   negative gains, the real-world cases and the time per image (the report, the registry and
   the app read it; not a DVC metric);
 - ``--per-image`` CSV; ``--gain-vs-qf`` CSV (the DVC plot);
 - ``--crops``: ``<SET>_qf<QF>_<image>.png`` triptychs, JPEG | restored | ground truth at QF 10, 30, 50;
-- the real-world cases of ``evaluate.real_world_sets`` (``pipeline/realworld.py``), restored the
+- the real-world cases of ``evaluate.real_world_sets`` (``pipeline/data/realworld.py``), restored the
   way ``restore`` does: ``evaluation["real_world"]`` and the ``--real-world`` CSV (per case and
   QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
 
@@ -34,14 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files, images, realworld, tracking
-from pipeline.checkpoint import CheckpointError, load_checkpoint
-from pipeline.datasets import eval_pairs, jpeg_dir, realworld_dir, refs_dir
-from pipeline.device import pick_device
-from pipeline.engines import Engine, build_engine
-from pipeline.evaluation import Loaded, evaluate_pairs, qf_error, summarize
-from pipeline.headline import headline
+from pipeline.core import files, images
+from pipeline.core.device import DeviceError
+from pipeline.data import realworld
+from pipeline.data.datasets import eval_pairs, jpeg_dir, realworld_dir, refs_dir
+from pipeline.evaluation import results as results_mod
+from pipeline.evaluation.scoring import Loaded, evaluate_case, evaluate_pairs, qf_error, summarize, summarize_cases
+from pipeline.mlops import tracking
+from pipeline.models.checkpoint import CheckpointError
 from pipeline.params import Params, ParamsError, load
+from pipeline.restoration.engines import EngineError
+from pipeline.restoration.options import RestoreOptions
+from pipeline.restoration.restorer import Restorer
 
 CROP_QFS = (10, 30, 50)
 CROP = 128
@@ -95,8 +99,8 @@ class Paths:
 def run(params: Params, paths: Paths) -> dict:
     """Evaluate and write every output; returns the evaluation (the ``--evaluation`` file's content)."""
     ev, root = params.evaluate, Path(paths.testsets)
-    model, meta = load_checkpoint(paths.model, pick_device(ev.device))
-    engine = build_engine(ev.engine, model, Path(paths.model), ev.precision)
+    restorer = Restorer.load(paths.model, RestoreOptions.from_params(ev))
+    meta = restorer.meta
     crops = Path(paths.crops)
     shutil.rmtree(crops, ignore_errors=True)
     crops.mkdir(parents=True)  # an output even when no QF gets crops
@@ -106,51 +110,53 @@ def run(params: Params, paths: Paths) -> dict:
         results[name] = {}
         for qf in params.data.qfs:
             pairs = eval_pairs(jpeg_dir(root, name, qf), refs_dir(root, name))
-            rows = evaluate_pairs(pairs, model, ("blind", "header"), None, ev.tta, ev.tile, ev.overlap,
-                                  crop_writer(crops, name, qf), ev.projection, engine)  # fmt: skip
+            rows = evaluate_pairs(pairs, restorer, ("blind", "header"), crop_writer(crops, name, qf))
             summary = summarize(rows)
             summary["n"] = summary["jpeg"]["n"]
             summary["qf_est_mae"] = qf_error(rows, qf)
             summary["qf_net_mae"] = qf_error(rows, qf, "qf_net")
             results[name][str(qf)] = summary
             rows_out += [{"set": name, "qf": qf, **r} for r in rows]
-            print(f"{name} QF {qf}: JPEG {summary['jpeg']['psnr']:.2f}  blind {summary['blind']['psnr']:.2f} "
-                  f"({summary['blind']['gain']:+.2f})  header {summary['header']['psnr']:.2f} ({summary['header']['gain']:+.2f}) dB")  # fmt: skip
-    primary_sets = [s for s in ev.primary_sets if s in results] or list(results)
-    primary_qfs = [q for q in ev.primary_qfs if str(q) in results[primary_sets[0]]] or list(params.data.qfs)
-    primary = float(np.mean([results[s][str(q)]["blind"]["gain"] for s in primary_sets for q in primary_qfs]))
-    negative = [
-        {"set": s, "qf": int(q), "mode": m, "gain": r[m]["gain"]}
-        for s, by_qf in results.items() for q, r in by_qf.items() for m in ("blind", "header") if r[m]["gain"] < 0
-    ]  # fmt: skip
-    real_world, rw_rows = real_world_results(params, root, model, engine)
+            print(
+                f"{name} QF {qf}: JPEG {summary['jpeg']['psnr']:.2f}  blind {summary['blind']['psnr']:.2f} "
+                f"({summary['blind']['gain']:+.2f})  "
+                f"header {summary['header']['psnr']:.2f} ({summary['header']['gain']:+.2f}) dB"
+            )
+    real_world, rw_rows = real_world_results(params, root, restorer)
     blind_s = [r["seconds"] for r in rows_out if r["mode"] == "blind"]
-    negative += [{"set": s, "qf": r["qf"], "mode": f"real world: {r['title']}", "gain": r["gain"]}
-                 for s, v in real_world.items() for r in v["cases"] if r["gain"] < 0]  # fmt: skip
-    out = {
-        "model": {"arch": meta["arch"], "params": meta.get("params"), "run_id": meta.get("run_id"), "steps": meta.get("steps"),
-                  "checkpoint": str(paths.model)},
-        "primary": {"name": "psnr_gain", "mode": "blind", "sets": primary_sets, "qfs": primary_qfs, "value": primary},
-        "results": results, "negative_gains": negative, "tta": ev.tta, "projection": ev.projection,
-        "real_world": real_world, "timing": {"ms_per_image": 1000 * float(np.mean(blind_s)) if blind_s else None},
-    }  # fmt: skip
-    files.write_bytes(paths.evaluation, json.dumps(out, indent=1).encode())
-    files.write_bytes(paths.metrics, json.dumps(headline(out), indent=1).encode())
+    model = {
+        "arch": meta["arch"],
+        "params": meta.get("params"),
+        "run_id": meta.get("run_id"),
+        "steps": meta.get("steps"),
+        "checkpoint": str(paths.model),
+    }
+    out = results_mod.build(
+        model,
+        restorer.options.as_dict(),
+        results,
+        list(ev.primary_sets),
+        list(ev.primary_qfs),
+        real_world,
+        1000 * float(np.mean(blind_s)) if blind_s else None,
+    )
+    files.write_bytes(paths.evaluation, results_mod.dumps(out))
+    files.write_bytes(paths.metrics, json.dumps(results_mod.headline(out), indent=1).encode())
     _write_csv(paths.per_image, rows_out)
-    gains = [{"set": s, "qf": int(q), "gain_blind": r["blind"]["gain"], "gain_header": r["header"]["gain"]}
-             for s, by_qf in results.items() for q, r in by_qf.items()]  # fmt: skip
+    gains = [
+        {"set": s, "qf": int(q), "gain_blind": r["blind"]["gain"], "gain_header": r["header"]["gain"]}
+        for s, by_qf in results.items()
+        for q, r in by_qf.items()
+    ]
     _write_csv(paths.gain_vs_qf, gains)
     _write_csv(paths.real_world, rw_rows)
     _log(params, out, paths)
-    for n in negative:
-        print(
-            f"warning: the model makes {n['set']} QF {n['qf']} worse in {n['mode']} mode ({n['gain']:+.3f} dB)",
-            file=sys.stderr,
-        )
+    for n in results_mod.negative_gains(out):
+        print(f"warning: {results_mod.sentence(n)}", file=sys.stderr)
     return out
 
 
-def real_world_results(params: Params, testsets: Path, model, engine: Engine | None = None) -> tuple[dict, list[dict]]:
+def real_world_results(params: Params, testsets: Path, restorer: Restorer) -> tuple[dict, list[dict]]:
     """Every real-world case of every ``evaluate.real_world_sets`` set: summaries per set, and
     the per-image rows (without the decision text) for reports/real_world.csv."""
     ev, out, csv_rows = params.evaluate, {}, []
@@ -163,13 +169,15 @@ def real_world_results(params: Params, testsets: Path, model, engine: Engine | N
             if (sub / "excluded.json").is_file():
                 excluded[case] = json.loads((sub / "excluded.json").read_text())
             if sub.is_dir() and images.list_images(sub):
-                rows += realworld.evaluate_folder(model, case, qf, sub, refs_dir(testsets, name), ev.tile, ev.overlap,
-                                                  ev.projection, engine)  # fmt: skip
-        summary = realworld.summarize(rows)
+                rows += evaluate_case(restorer, case, qf, sub, refs_dir(testsets, name))
+        summary = summarize_cases(rows)
         for r in summary:
-            print(f"{name} real world, {r['case']} QF {r['qf']}: {r['psnr_in']:.2f} -> {r['psnr_out']:.2f} dB "
-                  f"({r['gain']:+.2f}), QF used {r['qf_used_mean'] if r['qf_used_mean'] is None else round(r['qf_used_mean'])}, "
-                  f"unchanged {r['unchanged']:.0%}")  # fmt: skip
+            print(
+                f"{name} real world, {r['case']} QF {r['qf']}: {r['psnr_in']:.2f} -> {r['psnr_out']:.2f} dB "
+                f"({r['gain']:+.2f}), "
+                f"QF used {r['qf_used_mean'] if r['qf_used_mean'] is None else round(r['qf_used_mean'])}, "
+                f"unchanged {r['unchanged']:.0%}"
+            )
         out[name] = {"cases": summary, "excluded": excluded}
         csv_rows += [{"set": name, **{k: v for k, v in r.items() if k != "message"}} for r in rows]
     return out, csv_rows
@@ -188,7 +196,10 @@ def _log(params: Params, out: dict, paths: Paths) -> None:
     run_id = out["model"]["run_id"]
     if run_id and not tracking.run_exists(run_id):
         run_id = None
-    metrics = {"primary_psnr_gain": out["primary"]["value"], **{f"headline_{k}": v for k, v in headline(out).items()}}
+    metrics = {
+        "primary_psnr_gain": out["primary"]["value"],
+        **{f"headline_{k}": v for k, v in results_mod.headline(out).items()},
+    }
     for s, by_qf in out["results"].items():
         for q, r in by_qf.items():
             for m in ("jpeg", "blind", "header"):
@@ -208,15 +219,24 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    paths = Paths(args.model, args.testsets, args.metrics, args.evaluation, args.per_image, args.gain_vs_qf,
-                  args.real_world, args.crops)  # fmt: skip
+    paths = Paths(
+        args.model,
+        args.testsets,
+        args.metrics,
+        args.evaluation,
+        args.per_image,
+        args.gain_vs_qf,
+        args.real_world,
+        args.crops,
+    )
     try:
         out = run(load(args.params), paths)
-    except (ParamsError, images.ImageError, CheckpointError) as e:
+    except (ParamsError, images.ImageError, CheckpointError, DeviceError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(
-        f"primary metric (blind PSNR gain, {'+'.join(out['primary']['sets'])} QF {out['primary']['qfs']}): {out['primary']['value']:+.3f} dB"
+        f"primary metric (blind PSNR gain, {'+'.join(out['primary']['sets'])} QF {out['primary']['qfs']}): "
+        f"{out['primary']['value']:+.3f} dB"
     )
     return 0
 

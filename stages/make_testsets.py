@@ -4,11 +4,12 @@
     python -m stages.make_testsets jpeg REFS OUT --qf QF -> OUT/<name>.jpg (data/testsets/SET/color/qf_QF)
     python -m stages.make_testsets realworld REFS OUT   -> OUT/<case>[/qf_QF]/<name>.<ext> (.../SET/realworld)
 
-dvc.yaml names the folders (pipeline/datasets.py's refs_dir, jpeg_dir, realworld_dir is how the
+dvc.yaml names the folders (pipeline/data/datasets.py's refs_dir, jpeg_dir, realworld_dir is how the
 evaluate and promote stages find them).
 
 Ground truth is lossless PNG (grayscale sources become 3 equal channels, so every set is scored
-as colour); the JPEGs are OpenCV 4:2:0 at quality QF, exactly the published protocol. The real-world cases (``pipeline/realworld.py``: cropped,
+as colour); the JPEGs are OpenCV 4:2:0 at quality QF, exactly the published protocol. The
+real-world cases (``pipeline/data/realworld.py``: cropped,
 re-saved, recompressed, resized, never compressed, 4:4:4) are made from the same references at
 ``evaluate.real_world_qfs``; a reference that itself carries a JPEG lattice (BSDS500's are JPEG
 95s) is left out of the never-compressed case and listed in that folder's ``excluded.json``.
@@ -25,7 +26,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pipeline import files, images, realworld, tracking
+from pipeline.core import files, images
+from pipeline.data import realworld
+from pipeline.mlops import tracking
 from pipeline.params import ParamsError, load
 
 
@@ -70,7 +73,7 @@ def _references(refs: Path) -> list[Path]:
 
 
 def make_realworld(qfs: list[int], refs: Path, out: Path) -> dict:
-    """The real-world cases of ``pipeline/realworld.py`` at each of ``qfs``, from the references in ``refs``."""
+    """The real-world cases of ``pipeline/data/realworld.py`` at each of ``qfs``, from the references in ``refs``."""
     sources, total, size = _references(refs), 0, 0
     with files.replacing_dir(out) as tmp:
         for case, qf, folder in realworld.case_folders(tmp, qfs):
@@ -81,8 +84,10 @@ def make_realworld(qfs: list[int], refs: Path, out: Path) -> dict:
                 sizes = list(pool.map(_case, jobs))
             excluded = [p.name for p, n in zip(sources, sizes) if n < 0]
             if excluded:
-                note = {"reason": "the reference carries a JPEG quantization lattice: not a never-compressed photo",
-                        "images": excluded}  # fmt: skip
+                note = {
+                    "reason": "the reference carries a JPEG quantization lattice: not a never-compressed photo",
+                    "images": excluded,
+                }
                 (folder / "excluded.json").write_text(json.dumps(note, indent=1))
             total += sum(n >= 0 for n in sizes)
             size += sum(n for n in sizes if n > 0)
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except (images.ImageError, ParamsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    with tracking.start_run(f"make_testsets_{args.what}", params.tracking.experiment):
+    with tracking.start_run(f"make_testsets_{args.what}", params.tracking.data_experiment):
         tracking.log_params({"src": str(args.src), "out": str(args.out), **({"qf": args.qf} if args.qf else {})})
         tracking.log_metrics({k: v for k, v in info.items() if k in ("images", "bytes")})
     print(f"{args.what} {args.out}: {info['images']} images, {info['bytes'] / 1e6:.1f} MB")

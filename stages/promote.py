@@ -5,7 +5,7 @@
 
 Registers the trained model as a new version with the alias ``candidate``; ``champion`` moves to
 it only when it beats the current champion's primary metric by ``register.threshold`` dB on the
-same test images (``pipeline/registry.py``, which the app's Models page also uses). The shipped
+same test images (``pipeline/mlops/promotion.py``, which the app's Models page also uses). The shipped
 ``register.pretrained`` model becomes the first champion of an empty registry. --force promotes
 the candidate whatever the numbers (``--force --version N``: a registered version N);
 --rollback gives ``champion`` back to ``previous``. The decision goes to ``--out`` and MLflow.
@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import images
-from pipeline.checkpoint import CheckpointError
+from pipeline.core import images
+from pipeline.mlops.promotion import PromotionError, promote_version, register, rollback
+from pipeline.models.checkpoint import CheckpointError
 from pipeline.params import ParamsError, load
-from pipeline.registry import PromotionError, promote_version, register, rollback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         verdict = "promoted to champion" if d["promoted"] else "not promoted"
         print(
-            f"version {d['candidate']['version']}: {d['candidate']['value']:+.3f} dB vs champion v{d['champion_before']['version']} "
+            f"version {d['candidate']['version']}: {d['candidate']['value']:+.3f} dB "
+            f"vs champion v{d['champion_before']['version']} "
             f"{d['champion_before']['value']:+.3f} dB (threshold {d['threshold']}): {verdict}"
         )
     return 0

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import csv
 import io
-import json
 import os
 import re
 import sys
@@ -26,10 +25,12 @@ from typing import Any
 
 import yaml
 
-from pipeline import experiments as experiments_mod
-from pipeline import files, report, tracking
 from pipeline import params as params_mod
-from pipeline.headline import headline
+from pipeline.core import files
+from pipeline.evaluation import experiments as experiments_mod
+from pipeline.evaluation import reporting
+from pipeline.evaluation import results as results_mod
+from pipeline.mlops import registry, tracking
 from pipeline.params import Params, ParamsError
 
 CROP_QFS = (10, 30, 50)
@@ -53,7 +54,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def find_crops(folder: Path, sets: list[str], base: Path) -> list[tuple[str, str]]:
-    """(path relative to ``base``, caption) of the triptychs <SET>_qf<QF>_<image>.png at QF 10, 30 and 50, by set and QF.
+    """(path relative to ``base``, caption) of the triptychs <SET>_qf<QF>_<image>.png at QF 10, 30
+    and 50, by set and QF.
 
     Set names may hold underscores (sample_test), so a file name is matched against the known sets.
     """
@@ -77,48 +79,66 @@ def build(
     exps: dict[str, Any] | str,
     rw_plots: dict[str, str] | None = None,
     champion: tuple[dict[str, Any] | None, str] = (None, "no registry"),
-) -> list[report.Block]:
+) -> list[reporting.Block]:
     """The report's blocks, in order. Plot and crop paths are relative to the report."""
-    model, primary, results = metrics.get("model", {}), metrics.get("primary", {}), metrics.get("results", {})
+    model, primary, results = metrics["model"], metrics["primary"], metrics["results"]
     n_params = f"{model['params'] / 1e6:.2f}M" if isinstance(model.get("params"), (int, float)) else "-"
-    facts = [("architecture", model.get("arch")), ("parameters", n_params), ("training steps", model.get("steps")),
-             ("MLflow training run", model.get("run_id")), ("checkpoint", model.get("checkpoint")),
-             ("test-time augmentation (x8)", "yes" if metrics.get("tta") else "no")]  # fmt: skip
-    sets, qfs = ", ".join(primary.get("sets", [])), ", ".join(map(str, primary.get("qfs", [])))
-    value = report.fmt(primary.get("value"), 3, signed=True)
-    blocks: list[report.Block] = [
+    facts = [
+        ("architecture", model.get("arch")),
+        ("parameters", n_params),
+        ("training steps", model.get("steps")),
+        ("MLflow training run", model.get("run_id")),
+        ("checkpoint", model.get("checkpoint")),
+        ("test-time augmentation (x8)", "yes" if metrics["options"]["tta"] else "no"),
+    ]
+    sets, qfs = ", ".join(primary["sets"]), ", ".join(map(str, primary["qfs"]))
+    value = reporting.fmt(primary["value"], 3, signed=True)
+    blocks: list[reporting.Block] = [
         ("h", 1, "JPEG restoration report"),
         ("h", 2, "Model"),
-        ("table", ["item", "value"], [[k, report.fmt(v, 0)] for k, v in facts]),
+        ("table", ["item", "value"], [[k, reporting.fmt(v, 0)] for k, v in facts]),
         ("h", 2, "Primary metric"),
-        ("p", f"{primary.get('name', '?')} = {value} dB (sets: {sets}; QFs: {qfs})"),
-        ("table", ["headline metric", "value"], [[k, str(v)] for k, v in headline(metrics).items()]),
+        ("p", f"{primary['name']} = {value} dB (sets: {sets}; QFs: {qfs})"),
+        ("table", ["headline metric", "value"], [[k, str(v)] for k, v in results_mod.headline(metrics).items()]),
         ("h", 2, "Against the registry's champion"),
-        *report.champion_blocks(metrics, *champion),
+        *reporting.champion_blocks(metrics, *champion),
         ("h", 2, "Results"),
-        ("p", ("RGB PSNR / SSIM / PSNR-B on whole images (OpenCV 4:2:0 JPEG, no border crop); PSNR (Y) on luma. "
-               "Published rows are the authors' numbers on the same protocol, labelled with their source "
-               "(reference/published.yaml); their gain is over the published JPEG row.")),
-    ]  # fmt: skip
+        (
+            "p",
+            (
+                "RGB PSNR / SSIM / PSNR-B on whole images (OpenCV 4:2:0 JPEG, no border crop); PSNR (Y) on luma. "
+                "Published rows are the authors' numbers on the same protocol, labelled with their source "
+                "(reference/published.yaml); their gain is over the published JPEG row."
+            ),
+        ),
+    ]
     for set_name, by_qf in results.items():
-        blocks += [("h", 3, set_name), report.set_table(set_name, by_qf, published, n_params)]
+        blocks += [("h", 3, set_name), reporting.set_table(set_name, by_qf, published, n_params)]
         if set_name in gain_plots:
             blocks.append(("img", gain_plots[set_name], f"{set_name}: PSNR gain over the JPEG input vs QF"))
-    for set_name, rw in metrics.get("real_world", {}).items():
+    for set_name, rw in metrics["real_world"].items():
         blocks += [("h", 2, f"Photos as users have them: {set_name}")]
-        blocks += [("p", ("Made from the references by `python -m stages.make_testsets realworld` and restored the way "
-                          "`restore` does (header read, grid and QF decided by pipeline/photo.py). PSNR of identical "
-                          "images is shown as 100 dB; the truth of a double JPEG is its stronger (first) compression."))]  # fmt: skip
+        blocks += [
+            (
+                "p",
+                (
+                    "Made from the references by `python -m stages.make_testsets realworld` and restored the way "
+                    "`restore` does (header read, grid and QF decided by pipeline/restoration/photo.py). "
+                    "PSNR of identical "
+                    "images is shown as 100 dB; the truth of a double JPEG is its stronger (first) compression."
+                ),
+            )
+        ]
         if rw["cases"]:
-            blocks.append(report.real_world_table(rw["cases"]))
+            blocks.append(reporting.real_world_table(rw["cases"]))
         if set_name in (rw_plots or {}):
             blocks.append(("img", rw_plots[set_name], f"{set_name}: gain vs QF per case"))
         for case, note in rw.get("excluded", {}).items():
             blocks.append(("p", f"{case}: {len(note['images'])} reference(s) left out ({note['reason']})."))
-    negative = report.negative_gains(results, metrics.get("real_world"))
+    negative = [results_mod.sentence(n) for n in results_mod.negative_gains(metrics)]
     blocks += [("h", 2, "Negative gains (the model made the images worse)")]
     blocks += [("list", negative) if negative else ("p", "none")]
-    blocks += [("h", 2, "QF estimator: mean absolute error (quality units)"), report.qf_mae_table(results)]
+    blocks += [("h", 2, "QF estimator: mean absolute error (quality units)"), reporting.qf_mae_table(results)]
     blocks += [("h", 2, f"Visual comparison at QF {', '.join(map(str, CROP_QFS))}")]
     blocks += [("img", rel, caption) for rel, caption in crops] or [("p", "No crops.")]
     blocks += [("h", 2, "Training")]
@@ -126,9 +146,9 @@ def build(
         blocks.append(("img", train_curve, "training loss and validation PSNR vs step"))
         last = next((r for r in reversed(train_log) if r.get("val_psnr") is not None), None)
         if last:
-            psnr, jpeg = report.fmt(last["val_psnr"]), report.fmt(last.get("val_psnr_jpeg"))
+            psnr, jpeg = reporting.fmt(last["val_psnr"]), reporting.fmt(last.get("val_psnr_jpeg"))
             blocks.append(
-                ("p", f"Last validation (step {report.fmt(last.get('step'), 0)}): {psnr} dB, JPEG {jpeg} dB.")
+                ("p", f"Last validation (step {reporting.fmt(last.get('step'), 0)}): {psnr} dB, JPEG {jpeg} dB.")
             )
     else:
         blocks.append(("p", "No training log."))
@@ -138,7 +158,7 @@ def build(
 def champion_evaluation(model_name: str, run_id: str | None) -> tuple[dict[str, Any] | None, str]:
     """The registry champion's stored evaluation and a label saying which version it is (or why none)."""
     try:
-        champ = tracking.alias_version(model_name, "champion")
+        champ = registry.alias_version(model_name, "champion")
         if champ is None:
             return None, f"the registry has no champion of {model_name} yet"
         label = f"{model_name} v{champ['version']}"
@@ -149,7 +169,10 @@ def champion_evaluation(model_name: str, run_id: str | None) -> tuple[dict[str, 
         return None, f"the registry could not be read ({e})"
     if path is None:
         return None, f"{label} has no stored evaluation"
-    return json.loads(path.read_text()), label
+    try:
+        return results_mod.load(path), label
+    except results_mod.ResultsError as e:
+        return None, str(e)
 
 
 def log_report(experiment: str, train_run: str | None, files: list[Path], plots: list[Path]) -> tuple[str, bool]:
@@ -192,10 +215,10 @@ def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any
     ``root``: the DVC repo whose experiments are listed (default: the current directory)."""
     if not Path(paths.evaluation).is_file():
         raise FileNotFoundError(f"{paths.evaluation}: not found; run the evaluate stage first")
-    metrics = json.loads(Path(paths.evaluation).read_text())
-    results, base = metrics.get("results", {}), Path(paths.md).parent
+    metrics = results_mod.load(paths.evaluation)
+    results, base = metrics["results"], Path(paths.md).parent
     gains = read_csv(paths.gain_vs_qf) or [  # no CSV: the same numbers from the evaluation
-        {"set": s, "qf": float(q)} | {f"gain_{m}": r.get(m, {}).get("gain") for m in report.MODES}
+        {"set": s, "qf": float(q)} | {f"gain_{m}": r.get(m, {}).get("gain") for m in reporting.MODES}
         for s, by_qf in results.items()
         for q, r in by_qf.items()
     ]
@@ -205,28 +228,28 @@ def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any
         return os.path.relpath(Path(paths.plots) / name, base)
 
     rw_plots = {}
-    for set_name, rw in metrics.get("real_world", {}).items():
-        png = report.real_world_plot(set_name, rw["cases"])
+    for set_name, rw in metrics["real_world"].items():
+        png = reporting.real_world_plot(set_name, rw["cases"])
         if png:
             rw_plots[set_name] = plot(f"real_world_{set_name}.png", png)
     gain_plots = {}
     for set_name in results:
         rows = [g for g in gains if g["set"] == set_name]
         if rows:
-            gain_plots[set_name] = plot(f"gain_vs_qf_{set_name}.png", report.gain_plot(set_name, rows))
+            gain_plots[set_name] = plot(f"gain_vs_qf_{set_name}.png", reporting.gain_plot(set_name, rows))
     train_log = read_csv(paths.train_log)
-    train_curve = plot("train_curve.png", report.train_plot(train_log)) if train_log else None
+    train_curve = plot("train_curve.png", reporting.train_plot(train_log)) if train_log else None
     crops = find_crops(Path(paths.crops), list(results), base)
     exps = experiments_mod.from_dvc(Path(root or Path.cwd()))
-    champion = champion_evaluation(params.register.model_name, metrics.get("model", {}).get("run_id"))
+    champion = champion_evaluation(params.register.model_name, metrics["model"].get("run_id"))
     published = yaml.safe_load(Path(paths.published).read_text())
     blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps, rw_plots, champion)
-    files.write_bytes(paths.md, report.to_markdown(blocks).encode())
-    files.write_bytes(paths.html, report.to_html(blocks, "JPEG restoration report", base).encode())
+    files.write_bytes(paths.md, reporting.to_markdown(blocks).encode())
+    files.write_bytes(paths.html, reporting.to_html(blocks, "JPEG restoration report", base).encode())
     curves = [*gain_plots.values(), *rw_plots.values(), *([train_curve] if train_curve else [])]
     plots = [base / rel for rel in curves]
     run_id, into_train = log_report(
-        params.tracking.experiment, metrics.get("model", {}).get("run_id"), [Path(paths.md), Path(paths.html)], plots
+        params.tracking.experiment, metrics["model"].get("run_id"), [Path(paths.md), Path(paths.html)], plots
     )
     return {
         "markdown": str(paths.md),
@@ -235,7 +258,7 @@ def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any
         "crops": len(crops),
         "experiments": exps if isinstance(exps, str) else len(exps["finished"]),
         "champion": champion[1],
-        "negative_gains": report.negative_gains(results, metrics.get("real_world")),
+        "negative_gains": [results_mod.sentence(n) for n in results_mod.negative_gains(metrics)],
         "run_id": run_id,
         "logged_into_training_run": into_train,
     }
@@ -247,17 +270,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name}", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    paths = Paths(args.evaluation, args.gain_vs_qf, args.train_log, args.crops, args.published, args.md, args.html,
-                  args.plots)  # fmt: skip
+    paths = Paths(
+        args.evaluation, args.gain_vs_qf, args.train_log, args.crops, args.published, args.md, args.html, args.plots
+    )
     try:
         s = run(params_mod.load(args.params), paths)
-    except (FileNotFoundError, json.JSONDecodeError, ParamsError) as e:
+    except (FileNotFoundError, results_mod.ResultsError, ParamsError) as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 1
     where = "the training run" if s["logged_into_training_run"] else "a new report run"
     print(f"report: {s['html']} ({len(s['plots'])} plots, {s['crops']} crops); logged to {where} {s['run_id']}")
     for line in s["negative_gains"]:
-        print(f"report: warning: negative gain {line}", file=sys.stderr)
+        print(f"report: warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -3,7 +3,7 @@
     python -m stages.train --data DIR --model FILE --meta FILE --train-log FILE --resume DIR
 
 Reads every image of ``<--data>/<SET>`` for SET in ``data.train_sets``, holds a small
-deterministic share out for validation, and calls pipeline.train.fit(). Writes:
+deterministic share out for validation, and calls pipeline.training.loop.fit(). Writes:
 
 - ``--model``: the self-describing checkpoint (EMA weights, arch, kwargs, metadata);
 - ``--meta``: the same metadata as JSON, readable by people and the later stages;
@@ -28,13 +28,14 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import files, images, tracking
-from pipeline.checkpoint import save_checkpoint
-from pipeline.degrade import load_training_images
-from pipeline.losses import MissingWeightsError
+from pipeline.core import files, images
+from pipeline.data.degrade import load_training_images
+from pipeline.mlops import tracking
 from pipeline.models import count_params
+from pipeline.models.checkpoint import save_checkpoint
 from pipeline.params import Params, ParamsError, load
-from pipeline.train import FitResult, LogFn, TrainingError, fit
+from pipeline.training.loop import FitResult, LogFn, TrainingError, fit
+from pipeline.training.losses import MissingWeightsError
 
 
 def split_paths(paths: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -90,7 +91,8 @@ def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
     train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
     if skipped and rank == 0:
         print(
-            f"skipping {len(skipped)} image(s) smaller than {cfg.patch_size + 16} px: {', '.join(p.name for p in skipped[:5])}"
+            f"skipping {len(skipped)} image(s) smaller than {cfg.patch_size + 16} px: "
+            f"{', '.join(p.name for p in skipped[:5])}"
         )
     if not train_imgs:
         raise TrainingError(
@@ -103,8 +105,9 @@ def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
     kwargs = params.model.kwargs()
 
     def train(log: LogFn | None) -> FitResult:
-        return fit(params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, digest,
-                   log, vgg_pretrained)  # fmt: skip
+        return fit(
+            params.model.arch, kwargs, train_imgs, val_imgs, cfg, params.loss, resume_path, digest, log, vgg_pretrained
+        )
 
     if rank != 0:  # DDP worker: trains, logs nothing, writes nothing
         train(None)
@@ -133,18 +136,31 @@ def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
 
         res = train(log)
         meta = {
-            "arch": params.model.arch, "kwargs": kwargs, "params": count_params(res.model), "steps": res.step,
-            "wall_s": round(res.wall_s, 1), "patches_per_s": round(res.patches_per_s, 1), "resumed_from": res.resumed_from,
-            "val": res.val, "params_digest": digest, "git_commit": tracking.git_commit(),
-            "run_id": active.info.run_id, "train_sets": list(params.data.train_sets), "train_images": len(train_imgs),
-        }  # fmt: skip
+            "arch": params.model.arch,
+            "kwargs": kwargs,
+            "params": count_params(res.model),
+            "steps": res.step,
+            "wall_s": round(res.wall_s, 1),
+            "patches_per_s": round(res.patches_per_s, 1),
+            "resumed_from": res.resumed_from,
+            "val": res.val,
+            "params_digest": digest,
+            "git_commit": tracking.git_commit(),
+            "run_id": active.info.run_id,
+            "train_sets": list(params.data.train_sets),
+            "train_images": len(train_imgs),
+        }
         save_checkpoint(paths.model, params.model.arch, kwargs, res.model, meta)
         files.write_bytes(paths.meta, json.dumps(meta, indent=2, default=list).encode())
         if log_rows or not Path(paths.log).exists():
             write_log(Path(paths.log), log_rows)
         tracking.log_metrics({f"final_{k}": v for k, v in res.val.items()}, res.step)
-        tracking.log_checkpoint(paths.model)
-        tracking.log_artifact(paths.meta, tracking.CHECKPOINT_ARTIFACT)
+        # The served model's code (the restore path) is not what training outputs depend on:
+        # imported here, so that editing it never invalidates a training run (tests/test_dvc_deps.py).
+        from pipeline.mlops import pyfunc
+
+        pyfunc.log_checkpoint(paths.model)
+        tracking.log_artifact(paths.meta, tracking.MODEL_ARTIFACT)
     resume_path.unlink(missing_ok=True)  # done: the next run of this stage starts afresh
     run_file.unlink(missing_ok=True)
     return meta
@@ -163,8 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
         # One process per device: hand over to torchrun, which runs this module N times.
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={params.train.nproc}",
-               "-m", "stages.train", *(argv if argv is not None else sys.argv[1:])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={params.train.nproc}",
+            "-m",
+            "stages.train",
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
         os.execv(sys.executable, cmd)
     paths = Paths(args.data, args.model, args.meta, args.train_log, args.resume)
     try:
@@ -174,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if meta:
         print(
-            f"trained {meta['arch']} ({meta['params'] / 1e6:.2f}M parameters) for {meta['steps']} steps in {meta['wall_s']:.0f} s; validation {meta['val']}"
+            f"trained {meta['arch']} ({meta['params'] / 1e6:.2f}M parameters) for {meta['steps']} steps "
+            f"in {meta['wall_s']:.0f} s; validation {meta['val']}"
         )
     return 0
 

@@ -14,9 +14,12 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common
-from pipeline import images, tracking
-from pipeline.checkpoint import save_checkpoint
+from pipeline.core import images
+from pipeline.evaluation import results
+from pipeline.mlops import registry, tracking
 from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration.options import RestoreOptions
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL_NAME = "jpeg-restoration"  # params.yaml register.model_name
@@ -44,11 +47,11 @@ def ckpt(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def registry(mlflow_uri: str, ckpt: Path) -> str:
+def store(mlflow_uri: str, ckpt: Path) -> str:
     with tracking.start_run("train", "jpeg-restoration") as run:
-        tracking.log_artifact(ckpt, "model")
+        tracking.log_artifact(ckpt, "model/artifacts")  # where a pyfunc model keeps it
     tags = {"primary_value": 0.42, "psnr_gain_LIVE1_qf10": 1.5}
-    return tracking.register_version(MODEL_NAME, run.info.run_id, tags, aliases=("champion",))
+    return registry.register_version(MODEL_NAME, run.info.run_id, tags, aliases=("champion",))
 
 
 def app() -> AppTest:
@@ -63,7 +66,7 @@ def slider(at: AppTest, label: str):
     return next(s for s in at.slider if s.label == label)
 
 
-def test_restore_page_restores_a_sample_photo(registry):
+def test_restore_page_restores_a_sample_photo(store):
     at = app()
     assert not at.exception and not at.error
     assert "Restored (QF 20)" in captions(at)  # the sample is compressed at QF 20 by default
@@ -72,7 +75,7 @@ def test_restore_page_restores_a_sample_photo(registry):
     assert list(at.dataframe[0].value.columns) == ["input", "restored", "gain"]  # scored against the original
 
 
-def test_restore_names_its_engine_and_can_be_cancelled(registry):
+def test_restore_names_its_engine_and_can_be_cancelled(store):
     at = app()
     assert any(c.value.startswith("Restored by ") for c in at.caption)  # the fastest engine installed
     next(b for b in at.button if b.label == "Cancel").click().run()  # the flag the tiles check
@@ -82,7 +85,7 @@ def test_restore_names_its_engine_and_can_be_cancelled(registry):
     assert not at.exception and "Restored (QF 20)" in captions(at)
 
 
-def test_qf_override_changes_the_output(registry):
+def test_qf_override_changes_the_output(store):
     at = app()
     first = at.session_state["restored"][1][0].copy()
     slider(at, "Restore as QF").set_value(90).run()
@@ -99,7 +102,7 @@ def upload(at: AppTest, name: str, data: bytes, original: bytes | None = None) -
     return at.run()
 
 
-def test_upload_with_original_is_scored(registry, image_factory):
+def test_upload_with_original_is_scored(store, image_factory):
     rgb = image_factory(48, 64, 1)
     at = upload(app(), "photo.jpg", images.encode_jpeg(rgb, 30), images.encode_png(rgb))
     assert not at.exception and not at.error
@@ -119,12 +122,14 @@ def _png_header(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"this is not an image", "not a readable image"),
-     (images.encode_jpeg(np.full((64, 64, 3), 128, np.uint8), 50)[:200], "not a readable image"),
-     (_png_header(8000, 7000), "over the 50 MP pixel limit")],
+    [
+        (b"this is not an image", "not a readable image"),
+        (images.encode_jpeg(np.full((64, 64, 3), 128, np.uint8), 50)[:200], "not a readable image"),
+        (_png_header(8000, 7000), "over the 50 MP pixel limit"),
+    ],
     ids=["not-an-image", "corrupt-jpeg", "too-many-pixels"],
-)  # fmt: skip
-def test_bad_uploads_show_an_error(registry, data, message):
+)
+def test_bad_uploads_show_an_error(store, data, message):
     at = upload(app(), "bad.jpg", data)
     assert not at.exception
     assert len(at.error) == 1 and message in at.error[0].value and "bad.jpg" in at.error[0].value
@@ -156,10 +161,17 @@ def test_results_page(mlflow_uri, tmp_path, monkeypatch):
 
     scores = {"psnr": 27.0, "ssim": 0.78, "psnrb": 26.5, "psnr_y": 28.0, "ssim_y": 0.8, "psnrb_y": 27.5}
     restored = {k: v + 1 for k, v in scores.items()}
-    entry = {"n": 29, "jpeg": scores, "blind": {**restored, "gain": 1.0}, "header": {**restored, "gain": 1.0},
-             "qf_est_mae": 1.7}  # fmt: skip
-    report = {"model": {"arch": "qacnet"}, "primary": {"name": "psnr_gain", "sets": ["LIVE1"], "qfs": [10], "value": 1.0},
-              "results": {"LIVE1": {"10": entry, "20": entry}}, "negative_gains": ["LIVE1 QF 90 header: -0.01 dB"]}  # fmt: skip
+    entry = {
+        "n": 29,
+        "jpeg": scores,
+        "blind": {**restored, "gain": 1.0},
+        "header": {**restored, "gain": 1.0},
+        "qf_est_mae": 1.7,
+    }
+    worse = {**entry, "header": {**entry["header"], "gain": -0.01}}
+    report = results.build(
+        {"arch": "qacnet"}, RestoreOptions().as_dict(), {"LIVE1": {"10": entry, "20": worse}}, ["LIVE1"], [10]
+    )
     (tmp_path / "reports" / "plots").mkdir(parents=True)
     (tmp_path / "reports" / "evaluation.json").write_text(json.dumps(report))
     images.write_png(tmp_path / "reports" / "plots" / "gain_vs_qf.png", np.zeros((20, 30, 3), np.uint8))
@@ -173,12 +185,12 @@ def test_results_page(mlflow_uri, tmp_path, monkeypatch):
     assert at.metric[0].label == "Primary metric: psnr_gain" and at.metric[0].value == "1.000"
     table = at.dataframe[0].value
     assert list(table["QF"]) == [10, 20] and list(table["blind gain"]) == [1.0, 1.0]
-    assert "gain_vs_qf" in captions(at) and "LIVE1 QF 90 header: -0.01 dB" in at.warning[0].value
+    assert "gain_vs_qf" in captions(at) and "LIVE1 at QF 20: restoring (QF read from the JPEG" in at.warning[0].value
     runs = at.dataframe[1].value
     assert len(runs) == 2 and "param lr" in runs and "param batch_size" not in runs and "metric val_psnr" in runs
 
 
-def test_models_page(registry):
+def test_models_page(store):
     at = app().switch_page("app_pages/models.py").run()
     assert not at.exception
     versions = at.dataframe[0].value
@@ -204,7 +216,7 @@ def test_view_helpers():
 def test_clean_upload_is_left_unchanged_unless_forced(mlflow_uri, ckpt, tmp_path, image_factory):
     """A photo without JPEG traces (and an estimator reading 97) is handed back as it was; the
     checkbox forces a restoration."""
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt)
     with torch.no_grad():
@@ -213,8 +225,8 @@ def test_clean_upload_is_left_unchanged_unless_forced(mlflow_uri, ckpt, tmp_path
     confident = tmp_path / "confident" / "model.pt"
     save_checkpoint(confident, "qacnet", {"width": 8, "mid_blocks": 1}, model, {})
     with tracking.start_run("train", "jpeg-restoration") as run:
-        tracking.log_artifact(confident, "model")
-    tracking.register_version(MODEL_NAME, run.info.run_id, {"primary_value": 0.1}, aliases=("champion",))
+        tracking.log_artifact(confident, "model/artifacts")
+    registry.register_version(MODEL_NAME, run.info.run_id, {"primary_value": 0.1}, aliases=("champion",))
     rgb = image_factory(120, 136, 8)
     at = upload(app(), "camera.png", images.encode_png(rgb))
     assert not at.exception and not at.error

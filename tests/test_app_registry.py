@@ -12,9 +12,11 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pipeline import tracking
-from pipeline.checkpoint import save_checkpoint
+from pipeline.evaluation import results as results_mod
+from pipeline.mlops import pyfunc, registry, tracking
 from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration.options import RestoreOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -35,12 +37,15 @@ def evaluation(gains: dict[int, float], run_id: str | None, header_gain: float =
     for qf, gain in gains.items():
         jpeg = {"psnr": 25.0 + qf / 10, "ssim": 0.7, "psnrb": 24.0 + qf / 10}
         restored = {k: v + gain for k, v in jpeg.items()}
-        results[str(qf)] = {"n": 2, "jpeg": jpeg, "blind": {**restored, "gain": gain},
-                            "header": {**restored, "gain": header_gain}}  # fmt: skip
-    value = sum(gains.values()) / len(gains)
-    return {"model": {"arch": "qacnet", "run_id": run_id},
-            "primary": {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": list(gains), "value": value},
-            "results": {SET: results}, "negative_gains": []}  # fmt: skip
+        results[str(qf)] = {
+            "n": 2,
+            "jpeg": jpeg,
+            "blind": {**restored, "gain": gain},
+            "header": {**restored, "gain": header_gain},
+        }
+    return results_mod.build(
+        {"arch": "qacnet", "run_id": run_id}, RestoreOptions().as_dict(), {SET: results}, [SET], list(gains)
+    )
 
 
 def add_version(tmp_path: Path, seed: int, gains: dict[int, float], shipped: bool, header_gain: float = 0.5) -> str:
@@ -50,7 +55,7 @@ def add_version(tmp_path: Path, seed: int, gains: dict[int, float], shipped: boo
     save_checkpoint(ckpt, "qacnet", TINY, build_model("qacnet", **TINY), {"steps": 10 * seed})
     stage = "register_pretrained" if shipped else "train"
     with tracking.start_run(stage, "jpeg-restoration") as run:
-        tracking.log_checkpoint(ckpt)
+        pyfunc.log_checkpoint(ckpt)
         ev = evaluation(gains, run.info.run_id, header_gain)
         tracking.log_dict(ev, tracking.EVALUATION_ARTIFACT)
         if shipped:
@@ -62,7 +67,7 @@ def add_version(tmp_path: Path, seed: int, gains: dict[int, float], shipped: boo
     tags = {"primary_key": key, "primary_value": ev["primary"]["value"]}
     tags |= {"source": "models/pretrained/model.pt", "pretrained_sha256": "ab" * 32} if shipped else {"arch": "qacnet"}
     (tmp_path / f"eval{seed}.json").write_text(json.dumps(ev))
-    return tracking.register_version(NAME, run.info.run_id, tags)
+    return registry.register_version(NAME, run.info.run_id, tags)
 
 
 @pytest.fixture
@@ -74,8 +79,8 @@ def project(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     assert add_version(tmp_path, 1, {10: 1.0, 20: 0.5}, shipped=True) == "1"
     assert add_version(tmp_path, 2, {10: 1.25, 20: 0.25}, shipped=False, header_gain=-0.1) == "2"
-    tracking.set_alias(NAME, "champion", "1")
-    tracking.set_alias(NAME, "candidate", "2")
+    registry.set_alias(NAME, "champion", "1")
+    registry.set_alias(NAME, "candidate", "2")
     (tmp_path / "reports").mkdir()
     shutil.copyfile(tmp_path / "eval2.json", tmp_path / "reports" / "evaluation.json")
     return tmp_path
@@ -86,7 +91,7 @@ def page(path: str) -> AppTest:
 
 
 def aliases() -> dict[str, str | None]:
-    found = {a: tracking.alias_version(NAME, a) for a in ("champion", "previous", "candidate")}
+    found = {a: registry.alias_version(NAME, a) for a in ("champion", "previous", "candidate")}
     return {a: v and v["version"] for a, v in found.items()}
 
 
@@ -151,8 +156,10 @@ def test_results_page_compares_champion_and_candidate(project):
     assert list(table["champion PSNR"]) == pytest.approx([27.0, 27.5]) and "Δ SSIM" in table and "Δ PSNR-B" in table
     assert len(at.get("vega_lite_chart")) == 1  # both gain curves in one chart (tables.gain_curves)
     sentences = [w.value for w in at.warning]
-    assert any(f"{SET} at QF 20: restoring with the QF read from the JPEG header makes the photos 0.100 dB worse" in s
-               for s in sentences)  # fmt: skip
+    assert any(
+        f"{SET} at QF 20: restoring (QF read from the JPEG header) makes the photos 0.100 dB worse" in s
+        for s in sentences
+    )
     assert not any("{" in s for s in sentences)  # sentences, not dicts
     assert not [s for s in at.subheader if s.value == "Real-world cases"]
 
@@ -162,7 +169,11 @@ def test_results_page_compares_champion_and_candidate(project):
 
 def test_results_page_shows_real_world_cases_when_reported(project):
     report = json.loads((project / "reports" / "evaluation.json").read_text())
-    report["real_world"] = [{"case": "phone photo", "psnr_gain": 0.4}, {"case": "screenshot", "psnr_gain": 0.1}]
+    cases = [
+        {"case": c, "title": c, "qf": 30, "psnr_in": 30.0, "psnr_out": 30.0 + g, "gain": g, "sources": {"header": 2}}
+        for c, g in (("phone photo", 0.4), ("screenshot", 0.1))
+    ]
+    report["real_world"] = {SET: {"cases": cases, "excluded": {}}}
     (project / "reports" / "evaluation.json").write_text(json.dumps(report))
     at = page("app_pages/results.py")
     assert not at.exception

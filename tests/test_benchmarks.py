@@ -5,16 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import smooth_image
 
 from benchmarks import bench_loader, bench_models
-from pipeline import images
+from pipeline.core import images
 
 
 def test_bench_models_rows_per_variant(tmp_path: Path, one_torch_thread: None) -> None:
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--archs", "qacnet,dncnn", "--train-batch", "2,4", "--patch", "32",
-            "--size", "64x48", "--repeats", "1", "--json", str(out)]  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--archs",
+        "qacnet,dncnn",
+        "--train-batch",
+        "2,4",
+        "--patch",
+        "32",
+        "--size",
+        "64x48",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert bench_models.main(args) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["arch"], r["batch"]) for r in rows] == [("qacnet", 2), ("qacnet", 4), ("dncnn", 2), ("dncnn", 4)]
@@ -25,8 +40,24 @@ def test_bench_models_rows_per_variant(tmp_path: Path, one_torch_thread: None) -
 
 def test_bench_models_budget_skips_the_rest(tmp_path: Path, one_torch_thread: None) -> None:
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--archs", "dncnn,qacnet", "--train-batch", "2", "--patch", "32", "--size", "32x32",
-            "--repeats", "1", "--budget-s", "0.001", "--json", str(out)]  # fmt: skip
+    args = [
+        "--device",
+        "cpu",
+        "--archs",
+        "dncnn,qacnet",
+        "--train-batch",
+        "2",
+        "--patch",
+        "32",
+        "--size",
+        "32x32",
+        "--repeats",
+        "1",
+        "--budget-s",
+        "0.001",
+        "--json",
+        str(out),
+    ]
     assert bench_models.main(args) == 0
     got = json.loads(out.read_text())
     assert [r["arch"] for r in got["rows"]] == ["dncnn"] and got["skipped"] == ["qacnet/none/b2"]
@@ -44,18 +75,51 @@ def test_bench_loader_counts_patches(tmp_path: Path, capsys) -> None:
 
 def test_bench_restore_compares_engines(tmp_path: Path) -> None:
     from benchmarks import bench_restore
-    from pipeline.checkpoint import save_checkpoint
-    from pipeline.engines import installed
     from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
+    from pipeline.restoration.engines import installed
 
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
     engines = ",".join(e for e in ("torch", "onnxruntime") if installed(e))
     out = tmp_path / "bench.json"
-    args = ["--ckpt", str(ckpt), "--engines", engines, "--size", "200x136", "--tiles", "128", "--old-rev", "",
-            "--repeats", "1", "--json", str(out)]  # fmt: skip
+    args = [
+        "--ckpt",
+        str(ckpt),
+        "--engines",
+        engines,
+        "--size",
+        "200x136",
+        "--tiles",
+        "128",
+        "--old-rev",
+        "",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert bench_restore.main(args) == 0
     got = json.loads(out.read_text())
     assert [r["engine"] for r in got["small"]][0] == "torch" and all(r["max_diff_grey"] < 0.01 for r in got["small"])
     assert [r["tile"] for r in got["large"]] == [128] * len(got["small"])
     assert all(r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in got["large"])
+
+
+@pytest.mark.slow
+def test_bench_serve_rows_per_engine_and_clients(tmp_path: Path) -> None:
+    """Two real servers (torch and the default engine) on 127.0.0.1, a few requests each."""
+    from benchmarks import bench_serve
+    from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
+    out = tmp_path / "serve.json"
+    args = ["--ckpt", str(ckpt), "--clients", "1,2", "--requests", "2", "--size", "96x64", "--json", str(out)]
+    assert bench_serve.main(args) == 0
+    got = json.loads(out.read_text())
+    assert [(r["engine"], r["clients"]) for r in got["rows"]] == [("torch", 1), ("torch", 2), ("auto", 1), ("auto", 2)]
+    assert all(r["errors"] == 0 and r["req_per_s"] > 0 and r["p95_s"] >= r["p50_s"] for r in got["rows"])
+    assert set(got["stamp"]) >= {"cpu", "cores", "load_average", "date", "commit"}
+    assert out.with_suffix(".md").read_text().startswith("# bench_serve\n")

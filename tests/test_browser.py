@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from pipeline import images, tracking
-from pipeline.checkpoint import save_checkpoint
+from pipeline.core import images
+from pipeline.mlops import registry, tracking
 from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not f
 # What the page shows, read in the browser: image captions, loaded <img>s, the script's state.
 PAGE_STATE = """JSON.stringify({
   captions: [...document.querySelectorAll('[data-testid="stImageCaption"]')].map(e => e.innerText),
-  loaded: [...document.querySelectorAll('[data-testid="stImage"] img')].filter(i => i.complete && i.naturalWidth).length,
+  loaded: [...document.querySelectorAll('[data-testid="stImage"] img')]
+    .filter(i => i.complete && i.naturalWidth).length,
   state: document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState ?? null,
   errors: document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]').length,
 })"""
@@ -71,11 +73,22 @@ def server(mlflow_uri: str, tmp_path: Path) -> Iterator[str]:
     ckpt = tmp_path / "ckpt" / "model.pt"
     save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
     with tracking.start_run("train", "jpeg-restoration") as run:
-        tracking.log_artifact(ckpt, "model")
-    tracking.register_version("jpeg-restoration", run.info.run_id, {}, aliases=("champion",))
+        tracking.log_artifact(ckpt, "model/artifacts")  # where a pyfunc model keeps it
+    registry.register_version("jpeg-restoration", run.info.run_id, {}, aliases=("champion",))
     port = free_port()
-    cmd = [str(ROOT / ".venv/bin/streamlit"), "run", "app.py", "--server.port", str(port), "--server.address",
-           "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]  # fmt: skip
+    cmd = [
+        str(ROOT / ".venv/bin/streamlit"),
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+    ]
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 (closed below, after the process)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -92,9 +105,20 @@ def server(mlflow_uri: str, tmp_path: Path) -> Iterator[str]:
 def devtools(tmp_path: Path) -> Iterator:
     """A headless Chromium page, as a function sending one DevTools command and returning its result."""
     profile = tmp_path / "chromium"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-           "--window-size=1400,2000", "--remote-debugging-port=0", "about:blank"]  # fmt: skip
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,2000",
+        "--remote-debugging-port=0",
+        "about:blank",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         active = profile / "DevToolsActivePort"

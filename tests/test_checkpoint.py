@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import (
+from pipeline.models import build_model
+from pipeline.models.checkpoint import (
     CheckpointError,
     atomic_save,
     describe,
@@ -18,7 +19,6 @@ from pipeline.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from pipeline.models import build_model
 
 KWARGS = {"width": 8, "mid_blocks": 1, "enc_blocks": (1, 1), "dec_blocks": (1, 1), "emb_dim": 16}
 
@@ -160,5 +160,9 @@ def test_describe(tmp_path: Path, model: torch.nn.Module) -> None:
     meta = {"steps": 40, "train_sets": ["sample_train"], "train_images": 2}  # what the train stage writes
     save_checkpoint(tmp_path / "m.pt", "qacnet", KWARGS, model, meta)
     facts = describe(read_checkpoint(tmp_path / "m.pt"))
-    assert facts == {"arch": "qacnet", "params": sum(p.numel() for p in model.parameters()), "steps": 40,
-                     "data": "sample_train (2 training images)"}  # fmt: skip
+    assert facts == {
+        "arch": "qacnet",
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": 40,
+        "data": "sample_train (2 training images)",
+    }

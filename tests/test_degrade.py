@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import degrade, images, jpeg
-from pipeline.degrade import Degradation, StreamSampler, TrainPairs, make_pair
-from pipeline.metrics import psnr
+from pipeline.core import images, jpeg
+from pipeline.data import degrade
+from pipeline.data.degrade import Degradation, StreamSampler, TrainPairs, make_pair
+from pipeline.evaluation.metrics import psnr
 
 
 @pytest.fixture(scope="module")

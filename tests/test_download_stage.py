@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import datasets, params, tracking
-from pipeline.datasets import DatasetSpec
-from pipeline.fetch import DownloadError, sha256_file
-from pipeline.images import ImageError, encode_png
+from pipeline import params
+from pipeline.core.images import ImageError, encode_png
+from pipeline.data import datasets
+from pipeline.data.datasets import DatasetSpec
+from pipeline.data.fetch import DownloadError, sha256_file
+from pipeline.mlops import tracking
 from stages import download as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +70,7 @@ def test_sample_set(base_params, tmp_path, mlflow_uri):
     assert names == sorted(f"{n}.png" for n in datasets.SAMPLE_PHOTOS["sample_test"])
     assert s["images"] == len(names) and s["source"] == "sample"
     assert raw_dirs(tmp_path) == ["data/raw/test/sample_test"]
-    logged = logged_run(base_params.tracking.experiment)
+    logged = logged_run(base_params.tracking.data_experiment)
     assert logged["params"]["set"] == "sample_test" and logged["params"]["source"] == "sample"
     assert logged["metrics"]["images"] == len(names)
     assert logged["metrics"]["bytes"] == sum(p.stat().st_size for p in out.iterdir())
@@ -105,7 +107,7 @@ def test_local_folder(base_params, tmp_path, mlflow_uri, user_folder, capsys):
     assert s["source"] == "local" and s["images"] == 3
     warning = capsys.readouterr().err
     assert "skipping 3 file(s) that are not images" in warning and "README.md" in warning
-    assert logged_run(p.tracking.experiment)["params"]["url"] == str(user_folder)
+    assert logged_run(p.tracking.data_experiment)["params"]["url"] == str(user_folder)
 
 
 @pytest.mark.parametrize(

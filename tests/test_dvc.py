@@ -2,7 +2,7 @@
 
 One fresh git repo (the tracked files, a tiny quickstart configuration) is shared by the tests
 below, in order: repro (git status then shows only dvc.lock), nothing to rerun, an edit of
-pipeline/images.py invalidates exactly the stages that read pixels, two ablations run with
+pipeline/core/images.py invalidates exactly the stages that read pixels, two ablations run with
 --temp log into the repo's mlflow.db, register new versions and are compared with DVC's own
 commands, and a DVC remote carries the outputs to a fresh clone.
 """
@@ -27,9 +27,17 @@ DVC = [sys.executable, "-m", "dvc"]
 
 def sh(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
-    env.update(DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-               OMP_NUM_THREADS="2", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")  # fmt: skip
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        OMP_NUM_THREADS="2",
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+    )
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -47,8 +55,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
     raw["data"]["qfs"] = [10, 50]
     raw["model"]["qacnet"].update(width=8, mid_blocks=1)
-    raw["train"].update(steps=30, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5,
-                        ckpt_every=10, log_every=10, workers=0)  # fmt: skip
+    raw["train"].update(
+        steps=30,
+        batch_size=4,
+        patch_size=32,
+        patches_per_image=2,
+        warmup_steps=5,
+        ckpt_every=10,
+        log_every=10,
+        workers=0,
+    )
     raw["evaluate"].update(primary_qfs=[10], real_world_qfs=[10])
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(["git", "init", "-q", "-b", "main"], proj)
@@ -67,7 +83,7 @@ def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
     evaluation = json.loads((project / "reports" / "evaluation.json").read_text())
     assert set(evaluation["results"]["sample_test"]) == {"10", "50"}
     headline = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(headline) == {"primary", "qf10", "real_world", "params_M", "ms_img"}
+    assert set(headline) == {"primary", "qf10", "real_world", "params_M"}
     status = sh(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout.splitlines()
     assert [line[3:] for line in status] == ["dvc.lock"]  # everything else the pipeline writes is ignored
     assert (project / "reports" / "report.html").is_file()
@@ -82,7 +98,7 @@ def test_repro_offline_then_nothing_to_rerun(project: Path) -> None:
 
 
 def test_editing_images_py_invalidates_the_stages_that_read_pixels(project: Path) -> None:
-    images_py = project / "pipeline" / "images.py"
+    images_py = project / "pipeline" / "core" / "images.py"
     before = images_py.read_text()
     images_py.write_text(before + "# a comment is enough\n")
     try:
@@ -111,7 +127,7 @@ def test_two_temp_experiments_compared_with_dvc(project: Path) -> None:
     exps = {e["name"]: e["revs"][0] for c in shown for e in (c.get("experiments") or [])}
     for name in ("fft-0.1", "steps-20"):
         headline = exps[name]["data"]["metrics"]["reports/metrics.json"]["data"]
-        assert set(headline) >= {"primary", "qf10", "params_M", "ms_img"}, name
+        assert set(headline) >= {"primary", "qf10", "params_M"}, name
     assert exps["fft-0.1"]["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] == 0.1
     table = sh(["env", "COLUMNS=160"] + DVC + ["exp", "show", "--only-changed", "--no-pager"], project).stdout
     lines = [line.split() for line in table.splitlines() if line.strip() and not line.strip().startswith("─")]
@@ -119,7 +135,7 @@ def test_two_temp_experiments_compared_with_dvc(project: Path) -> None:
     # Every headline metric and changed param in full; DVC folds only the changed dependency
     # hashes (intermediate outputs such as models/model.pt) into its last column, "…".
     assert header[:4] == ["Experiment", "Created", "primary", "qf10"] and header.index("…") == len(header) - 1
-    assert {"real_world", "ms_img", "loss.fft_weight", "train.steps"} <= set(header)
+    assert {"real_world", "loss.fft_weight", "train.steps"} <= set(header)
     assert "0.1" in rows["fft-0.1"] and "20" in rows["steps-20"]
     assert max(len(line) for line in table.splitlines()) <= 160
     dropped = sh(

@@ -11,13 +11,16 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import engines, files, images, inference
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.core import files, images
 from pipeline.models import build_model
+from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.restoration import engines, tiles
 
 KWARGS = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
-RUNTIMES = [pytest.param(n, marks=pytest.mark.skipif(not engines.installed(n), reason=f"{n} not installed"))
-            for n in ("onnxruntime", "openvino")]  # fmt: skip
+RUNTIMES = [
+    pytest.param(n, marks=pytest.mark.skipif(not engines.installed(n), reason=f"{n} not installed"))
+    for n in ("onnxruntime", "openvino")
+]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,18 +58,19 @@ def test_runtimes_agree_with_torch(ckpt: Path, lq: np.ndarray, name: str) -> Non
     assert np.abs(out - ref).max() < 1e-4  # float32 rounding: far below a grey level (1 / 255)
     assert not np.allclose(engine.run(tile, 80.0), out, atol=1e-3)  # the QF is an input of the graph
     # The whole path (odd size padded to 8, tiles with seams) agrees too.
-    whole_torch = inference.restore_float(model, lq, 20, tile=48, overlap=16)
-    whole = inference.restore_float(model, lq, 20, tile=48, overlap=16, engine=engine)
+    whole_torch = tiles.restore_float(engines.build_engine("torch", model), lq, 20, tile=48, overlap=16)
+    whole = tiles.restore_float(engine, lq, 20, tile=48, overlap=16)
     assert np.abs(whole - whole_torch).max() < 1e-4
 
 
-def test_torch_engine_is_the_default_path(ckpt: Path, lq: np.ndarray) -> None:
+def test_every_engine_carries_the_models_estimator(ckpt: Path, lq: np.ndarray) -> None:
+    """The decision needs the learned QF estimate: each engine carries it, so that no caller
+    reaches into the model."""
     model = load_checkpoint(ckpt)[0]
-    engine = engines.build_engine("torch", model)
-    np.testing.assert_array_equal(
-        inference.restore(model, lq, 30, tile=48, overlap=16),
-        inference.restore(model, lq, 30, tile=48, overlap=16, engine=engine),
-    )
+    want = engines.torch_estimate(model)(lq)
+    assert want is not None and 0 <= want <= 100
+    for name in ("torch", *(n for n in ("onnxruntime", "openvino") if engines.installed(n))):
+        assert engines.build_engine(name, model, ckpt).estimate(lq) == pytest.approx(want, abs=1e-4)
 
 
 @pytest.mark.skipif(not engines.installed("onnxruntime"), reason="onnxruntime not installed")
@@ -111,7 +115,7 @@ def test_without_the_runtimes_everything_runs_on_torch(
     model = load_checkpoint(ckpt)[0]
     engine = engines.build_engine("auto", model, ckpt)
     assert engine.name == "torch"
-    assert inference.restore(model, lq, 30, engine=engine).shape == lq.shape
+    assert tiles.restore_float(engine, lq, 30).shape == lq.shape
     with pytest.raises(engines.EngineError, match="pip install openvino"):
         engines.build_engine("openvino", model, ckpt)
 

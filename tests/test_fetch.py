@@ -1,4 +1,4 @@
-"""pipeline.fetch against a real HTTP server on 127.0.0.1 (Range support, a connection-cut mode)."""
+"""pipeline.data.fetch against a real HTTP server on 127.0.0.1 (Range support, a connection-cut mode)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.fetch import DownloadError, download, extract, sha256_file
-from pipeline.images import encode_png, read_image
+from pipeline.core.images import encode_png, read_image
+from pipeline.data.fetch import DownloadError, download, extract, sha256_file
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""scripts.gpu_train (the GPU training script): the compile plan, and a tiny dry run on the CPU."""
+"""models.pretrained.recipe.gpu_train (the GPU training script): the compile plan, and a tiny dry run on the CPU."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import images
-from pipeline.checkpoint import read_checkpoint
-from scripts import gpu_train
+from models.pretrained.recipe import gpu_train
+from pipeline.core import images
+from pipeline.models.checkpoint import read_checkpoint
 
 
 def plan(tmp_path: Path, rows: list[dict]) -> Path:
@@ -23,16 +23,31 @@ def plan(tmp_path: Path, rows: list[dict]) -> Path:
 @pytest.mark.parametrize(
     ("rows", "mode"),
     [
-        ([{"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
-          {"compile": "reduce-overhead", "batch": 64, "train_patches_per_s": 5700.0},
-          {"compile": "default", "batch": 64, "train_patches_per_s": 2700.0}], "reduce-overhead"),
-        ([{"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
-          {"compile": "default", "batch": 64, "train_patches_per_s": 2000.0}], "none"),  # under 1.1x
-        ([{"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
-          {"compile": "default", "batch": 64, "error": "BackendCompilerFailed: ..."}], "none"),
+        (
+            [
+                {"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
+                {"compile": "reduce-overhead", "batch": 64, "train_patches_per_s": 5700.0},
+                {"compile": "default", "batch": 64, "train_patches_per_s": 2700.0},
+            ],
+            "reduce-overhead",
+        ),
+        (
+            [
+                {"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
+                {"compile": "default", "batch": 64, "train_patches_per_s": 2000.0},
+            ],
+            "none",
+        ),  # under 1.1x
+        (
+            [
+                {"compile": "none", "batch": 64, "train_patches_per_s": 1900.0},
+                {"compile": "default", "batch": 64, "error": "BackendCompilerFailed: ..."},
+            ],
+            "none",
+        ),
         ([{"compile": "default", "batch": 32, "train_patches_per_s": 5000.0}], "none"),  # no row at batch 64
     ],
-)  # fmt: skip
+)
 def test_compile_mode_from_plan(tmp_path: Path, rows: list[dict], mode: str) -> None:
     assert gpu_train.compile_mode_from_plan(plan(tmp_path, rows), 64)[0] == mode
 
@@ -51,8 +66,21 @@ def test_tiny_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         images.write_png(tmp_path / "train" / f"{i:02d}.png", smooth_image(96, 112, seed=i))
     images.write_png(tmp_path / "extra" / "big.png", smooth_image(120, 130, seed=9))
     out = tmp_path / "out"
-    args = ["--train", str(tmp_path / "train"), "--extra", str(tmp_path / "extra"), "--out", str(out),
-            "--minutes", "0.05", "--tiny", "--workers", "0", "--commit", "abc123"]  # fmt: skip
+    args = [
+        "--train",
+        str(tmp_path / "train"),
+        "--extra",
+        str(tmp_path / "extra"),
+        "--out",
+        str(out),
+        "--minutes",
+        "0.05",
+        "--tiny",
+        "--workers",
+        "0",
+        "--commit",
+        "abc123",
+    ]
     torch.set_num_threads(1)
     assert gpu_train.main(args) == 0
     ckpt = read_checkpoint(out / "model.pt")

@@ -15,8 +15,8 @@ import pytest
 from conftest import smooth_image
 from PIL import Image, ImageOps
 
-from pipeline import files, images
-from pipeline.images import ImageError
+from pipeline.core import files, images
+from pipeline.core.images import ImageError
 
 
 @pytest.fixture(scope="module")

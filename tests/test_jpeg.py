@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from pipeline import images, jpeg
+from pipeline.core import images, jpeg
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,9 @@ def test_ycc_round_trip() -> None:
     np.testing.assert_allclose(jpeg.from_ycc(jpeg.to_ycc(rgb)), rgb, atol=1e-3)
 
 
-@pytest.mark.parametrize(("qf", "subsampling", "offset"), [(30, "4:4:4", (0, 0)), (60, "4:2:0", (0, 0)),
-                                                           (30, "4:4:4", (5, 3))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("qf", "subsampling", "offset"), [(30, "4:4:4", (0, 0)), (60, "4:2:0", (0, 0)), (30, "4:4:4", (5, 3))]
+)
 def test_projection_moves_towards_the_truth(photo: np.ndarray, qf: int, subsampling: str, offset: tuple) -> None:
     """The true image lies in the quantization cells of its JPEG: clipping a bad estimate (here
     the JPEG blurred) into them brings its luma DCT coefficients closer, and the image too."""

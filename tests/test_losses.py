@@ -7,9 +7,9 @@ import socket
 import pytest
 import torch
 
-from pipeline import losses
-from pipeline.losses import LOSSES, HybridLoss, L1Loss, MissingWeightsError, VGGLoss
 from pipeline.models import Restored
+from pipeline.training import losses
+from pipeline.training.losses import LOSSES, HybridLoss, L1Loss, MissingWeightsError, VGGLoss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

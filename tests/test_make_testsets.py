@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from pipeline import datasets, images, jpeg, params, realworld, tracking
+from pipeline import params
+from pipeline.core import images, jpeg
+from pipeline.data import datasets, realworld
+from pipeline.mlops import tracking
 from stages import make_testsets as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +185,9 @@ def test_main_logs_runs(tmp_path, sources, mlflow_store, monkeypatch, capsys):
     assert len(list((tmp_path / "data" / "testsets" / SET / "color" / "qf_10").iterdir())) == 4
 
     client = tracking.init_store()
-    exp = client.get_experiment_by_name(params.load(PRESET).tracking.experiment)
+    tracking_params = params.load(PRESET).tracking
+    assert client.get_experiment_by_name(tracking_params.experiment) is None  # it lists models only
+    exp = client.get_experiment_by_name(tracking_params.data_experiment)
     runs = {r.data.tags["stage"]: r for r in client.search_runs([exp.experiment_id])}
     assert sorted(runs) == ["make_testsets_jpeg", "make_testsets_refs"]
     refs, jpeg = runs["make_testsets_refs"].data, runs["make_testsets_jpeg"].data

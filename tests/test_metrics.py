@@ -12,7 +12,8 @@ import pytest
 from conftest import SHARED, needs_shared, smooth_image
 from skimage.metrics import structural_similarity
 
-from pipeline import images, metrics
+from pipeline.core import images
+from pipeline.evaluation import metrics
 
 
 @pytest.fixture(scope="module")

@@ -140,13 +140,17 @@ def test_digest_follows_the_values(raw: dict) -> None:
 
 def test_train_digest_covers_only_what_the_train_stage_declares() -> None:
     p = params.load(ROOT / "params.yaml")
-    same = [dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, tile=256)),
-            dataclasses.replace(p, register=dataclasses.replace(p.register, threshold=0.5)),
-            dataclasses.replace(p, data=dataclasses.replace(p.data, test_sets=("LIVE1",)))]  # fmt: skip
+    same = [
+        dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, tile=256)),
+        dataclasses.replace(p, register=dataclasses.replace(p.register, threshold=0.5)),
+        dataclasses.replace(p, data=dataclasses.replace(p.data, test_sets=("LIVE1",))),
+    ]
     assert {q.train_digest() for q in same} == {p.train_digest()}
-    changed = [dataclasses.replace(p, train=dataclasses.replace(p.train, lr=2 * p.train.lr)),
-               dataclasses.replace(p, loss=dataclasses.replace(p.loss, fft_weight=0.1)),
-               dataclasses.replace(p, data=dataclasses.replace(p.data, train_sets=("DIV2K_train",)))]  # fmt: skip
+    changed = [
+        dataclasses.replace(p, train=dataclasses.replace(p.train, lr=2 * p.train.lr)),
+        dataclasses.replace(p, loss=dataclasses.replace(p.loss, fft_weight=0.1)),
+        dataclasses.replace(p, data=dataclasses.replace(p.data, train_sets=("DIV2K_train",))),
+    ]
     assert p.train_digest() not in {q.train_digest() for q in changed}
 
 

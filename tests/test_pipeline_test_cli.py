@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from pipeline import images, metrics
-from pipeline.checkpoint import save_checkpoint
+from pipeline.core import images
+from pipeline.evaluation import metrics
 from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
 from pipeline.test import main
 
 NAMES = ("alpha", "beta", "gamma")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import SHARED, needs_shared
 
-from pipeline import images
 from pipeline import test as test_cli
+from pipeline.core import images
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD = ROOT / "models" / "pretrained" / "live1.json"

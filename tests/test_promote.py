@@ -15,19 +15,34 @@ import pytest
 import torch
 import yaml
 
-from pipeline import datasets, images, params, registry, tracking
-from pipeline.checkpoint import save_checkpoint
+from pipeline import params
+from pipeline.core import images
+from pipeline.data import datasets
+from pipeline.evaluation import results as results_mod
+from pipeline.mlops import promotion, registry, tracking
 from pipeline.models import build_model, count_params
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration.options import RestoreOptions
 from stages import make_testsets
 from stages import promote as stage
 
 ROOT = Path(__file__).resolve().parent.parent
 SET = "sample_test"
 TINY = {"width": 8, "mid_blocks": 1}
-KEY = registry.primary_key([SET], [10])
+KEY = promotion.primary_key([SET], [10])
 # dvc.yaml's arguments (relative to the project root, the working directory)
-ARGS = ["--model", "models/model.pt", "--meta", "models/model.json", "--evaluation", "reports/evaluation.json",
-        "--testsets", "data/testsets", "--out", "reports/promotion.json"]  # fmt: skip
+ARGS = [
+    "--model",
+    "models/model.pt",
+    "--meta",
+    "models/model.json",
+    "--evaluation",
+    "reports/evaluation.json",
+    "--testsets",
+    "data/testsets",
+    "--out",
+    "reports/promotion.json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +66,8 @@ def write_candidate(root: Path, value: float, seed: int) -> None:
     meta = {"arch": "qacnet", "kwargs": TINY, "steps": seed, "run_id": None, "params_digest": f"d{seed}"}
     (root / "models" / "model.json").write_text(json.dumps(meta))
     results = {SET: {"10": {"blind": {"gain": value}, "header": {"gain": value}}}}
-    metrics = {"primary": {"name": "psnr_gain", "mode": "blind", "sets": [SET], "qfs": [10], "value": value},
-               "results": results, "negative_gains": []}  # fmt: skip
-    images.write_bytes(root / "reports" / "evaluation.json", json.dumps(metrics).encode())
+    metrics = results_mod.build({"arch": "qacnet"}, RestoreOptions().as_dict(), results, [SET], [10])
+    images.write_bytes(root / "reports" / "evaluation.json", results_mod.dumps(metrics))
 
 
 def make_root(root: Path, preset: dict, pretrained: Path, image_factory) -> Path:
@@ -82,7 +96,7 @@ def root(tmp_path: Path, preset, image_factory, mlflow_store, monkeypatch) -> Pa
 
 def aliases(name: str = "jpeg-restoration") -> dict[str, str | None]:
     """Which version holds each alias (None: no version)."""
-    found = {a: tracking.alias_version(name, a) for a in ("champion", "previous", "candidate")}
+    found = {a: registry.alias_version(name, a) for a in ("champion", "previous", "candidate")}
     return {a: v and v["version"] for a, v in found.items()}
 
 
@@ -93,14 +107,23 @@ def load(root: Path) -> params.Params:
 def register(root: Path, force: bool = False) -> dict:
     """The promote stage as dvc.yaml runs it, in the project ``root``."""
     m, r = root / "models", root / "reports"
-    return registry.register(load(root), m / "model.pt", m / "model.json", r / "evaluation.json",
-                             root / "data" / "testsets", r / "promotion.json", force)  # fmt: skip
+    return promotion.register(
+        load(root),
+        m / "model.pt",
+        m / "model.json",
+        r / "evaluation.json",
+        root / "data" / "testsets",
+        r / "promotion.json",
+        force,
+    )
 
 
 def test_better_candidate_is_promoted(root, tmp_path):
     write_candidate(root, 0.5, seed=1)
     d = register(root)
-    champ_value = registry.score(tmp_path / "pretrained" / "model.pt", root / "data" / "testsets", [SET], [10])
+    champ_value = promotion.score(
+        load(root), tmp_path / "pretrained" / "model.pt", root / "data" / "testsets", [SET], [10]
+    )
     assert champ_value < -0.5  # the noisy shipped model makes the JPEGs worse
     assert d["promoted"] and not d["forced"] and d["metric"] == KEY
     assert d["champion_before"] == {"version": "1", "value": pytest.approx(champ_value)}
@@ -110,16 +133,16 @@ def test_better_candidate_is_promoted(root, tmp_path):
     assert json.loads((root / "reports" / "promotion.json").read_text()) == d
 
     v1, v2 = (
-        tracking.alias_version("jpeg-restoration", "previous"),
-        tracking.alias_version("jpeg-restoration", "champion"),
+        registry.alias_version("jpeg-restoration", "previous"),
+        registry.alias_version("jpeg-restoration", "champion"),
     )
     assert v1["tags"]["source"] == str(tmp_path / "pretrained" / "model.pt")
     assert float(v1["tags"][KEY]) == pytest.approx(champ_value)
     assert float(v2["tags"][KEY]) == 0.5 and v2["tags"]["arch"] == "qacnet"
     assert v2["tags"][f"gain_blind.{SET}.qf10"] == "0.5" and v2["tags"]["params_digest"] == "d1"
-    champion = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
+    champion = registry.checkpoint_from_uri("models:/jpeg-restoration@champion")
     assert champion.read_bytes() == (root / "models" / "model.pt").read_bytes()
-    first = tracking.checkpoint_from_uri("models:/jpeg-restoration/1")
+    first = registry.checkpoint_from_uri("models:/jpeg-restoration/1")
     assert first.read_bytes() == (tmp_path / "pretrained" / "model.pt").read_bytes()
 
 
@@ -128,17 +151,20 @@ def test_shipped_version_describes_itself(root, tmp_path):
     (tmp_path / "pretrained" / "MODEL_CARD.md").write_text("# Model card\nA noisy tiny model.")
     write_candidate(root, -30.0, seed=1)
     register(root)
-    shipped = tracking.alias_version("jpeg-restoration", "champion")
+    shipped = registry.alias_version("jpeg-restoration", "champion")
     n_params = str(count_params(build_model("qacnet", **TINY)))  # counted from the weights: no meta["params"]
-    assert {k: shipped["tags"][k] for k in ("arch", "params", "steps")} == {"arch": "qacnet", "params": n_params,
-                                                                           "steps": "100"}  # fmt: skip
+    assert {k: shipped["tags"][k] for k in ("arch", "params", "steps")} == {
+        "arch": "qacnet",
+        "params": n_params,
+        "steps": "100",
+    }
     evaluation = json.loads(tracking.run_evaluation(shipped["run_id"]).read_text())
     assert evaluation["primary"]["value"] == pytest.approx(float(shipped["tags"][KEY]))
     assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
     assert tracking.run_artifact(shipped["run_id"], "model/MODEL_CARD.md").read_text().startswith("# Model card")
     model = mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
     assert model.metadata.get_input_schema().input_names() == ["image"]
-    candidate = tracking.alias_version("jpeg-restoration", "candidate")  # trained elsewhere: logged by promote
+    candidate = registry.alias_version("jpeg-restoration", "candidate")  # trained elsewhere: logged by promote
     assert json.loads(tracking.run_evaluation(candidate["run_id"]).read_text())["primary"]
 
 
@@ -153,7 +179,7 @@ def test_worse_candidates_are_not_promoted(root):
     d = register(root)
     assert not d["promoted"] and d["champion_before"]["value"] == pytest.approx(champ_value)
     assert aliases() == {"champion": "1", "previous": None, "candidate": "3"}
-    assert [v["version"] for v in tracking.registered_versions("jpeg-restoration")] == ["3", "2", "1"]
+    assert [v["version"] for v in registry.registered_versions("jpeg-restoration")] == ["3", "2", "1"]
 
 
 def test_champion_is_rescored_without_its_tag(root):
@@ -163,7 +189,7 @@ def test_champion_is_rescored_without_its_tag(root):
     write_candidate(root, -29.0, seed=2)
     d = register(root)
     assert d["champion_before"] == {"version": "1", "value": pytest.approx(first)}  # measured again
-    assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(first)
+    assert float(registry.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(first)
 
 
 def test_force_then_rollback(root, monkeypatch, capsys):
@@ -195,9 +221,11 @@ def test_force_a_registered_version(root, monkeypatch, capsys):
     assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
     d = json.loads((root / "reports" / "promotion.json").read_text())
     assert d["forced"] and (d["champion_before"], d["champion_after"]) == ("1", "2")
-    assert len(tracking.registered_versions("jpeg-restoration")) == 2  # nothing registered
-    for argv, message in ((["--force", "--version", "2"], "version 2 is already the champion"),
-                          (["--force", "--version", "9"], "no version 9 in the registry")):  # fmt: skip
+    assert len(registry.registered_versions("jpeg-restoration")) == 2  # nothing registered
+    for argv, message in (
+        (["--force", "--version", "2"], "version 2 is already the champion"),
+        (["--force", "--version", "9"], "no version 9 in the registry"),
+    ):
         assert stage.main([*ARGS, *argv]) == 1
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -244,7 +272,7 @@ def test_concurrent_promotions(root, tmp_path, forkserver):
     logs = {name: (tmp_path / name / "promote.log").read_text() for name in roots}
     assert [p.exitcode for p in procs] == [0, 0], logs
 
-    versions = tracking.registered_versions("jpeg-restoration")
+    versions = registry.registered_versions("jpeg-restoration")
     assert sorted(int(v["version"]) for v in versions) == [1, 2, 3]
     assert [v["tags"].get("source") for v in versions].count(None) == 2  # the shipped model, registered once
     champions = [v for v in versions if "champion" in v["aliases"]]
@@ -260,7 +288,7 @@ def test_pretrained_with_another_file_name(root, tmp_path, preset, image_factory
     other = make_root(tmp_path / "other", preset, tmp_path / "shipped.pt", image_factory)
     write_candidate(other, -30.0, seed=1)
     register(other)
-    path = tracking.checkpoint_from_uri("models:/jpeg-restoration@champion")
+    path = registry.checkpoint_from_uri("models:/jpeg-restoration@champion")
     assert path.read_bytes() == (tmp_path / "shipped.pt").read_bytes()
 
 
@@ -273,7 +301,7 @@ def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
     save_model(tmp_path / "pretrained" / "model.pt", seed=101, noise=0.2)  # a newer, even worse file
     write_candidate(root, -30.0, seed=2)
     register(root)  # v3 the new shipped model (not promoted), v4 the candidate
-    versions = {v["version"]: v for v in tracking.registered_versions("jpeg-restoration")}
+    versions = {v["version"]: v for v in registry.registered_versions("jpeg-restoration")}
     assert versions["3"]["tags"]["pretrained_sha256"] != versions["1"]["tags"]["pretrained_sha256"]
     assert aliases() == {"champion": "1", "previous": None, "candidate": "4"}
 
@@ -281,33 +309,8 @@ def test_new_shipped_model_goes_through_the_gate(root, tmp_path):
     write_candidate(root, -30.0, seed=3)
     register(root)  # v5 the better shipped model: champion through the gate
     assert aliases() == {"champion": "5", "previous": "1", "candidate": "6"}
-    assert float(tracking.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(0.0, abs=0.05)
+    assert float(registry.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(0.0, abs=0.05)
 
     write_candidate(root, -30.0, seed=4)
     register(root)  # the same shipped file again: not registered twice
-    assert len(tracking.registered_versions("jpeg-restoration")) == 7
-
-
-def test_versions_registered_before_pyfunc_are_upgraded(root, tmp_path):
-    """A store from before: the champion is a bare model/model.pt, with no evaluation. The next promotion
-    registers it again as an MLflow model (same checkpoint and tags), moves its alias there and scores it."""
-    old = tmp_path / "old" / "model.pt"
-    save_model(old, seed=7)
-    with tracking.start_run("train", "jpeg-restoration") as run:
-        tracking.log_artifact(old, tracking.CHECKPOINT_ARTIFACT)  # the layout before pyfunc models
-    tracking.register_version("jpeg-restoration", run.info.run_id, {KEY: 5.0, "arch": "qacnet"}, ("champion",))
-    with pytest.raises(Exception):  # noqa: B017 (MLflow's error for a folder without MLmodel varies)
-        mlflow.pyfunc.load_model("models:/jpeg-restoration@champion")
-
-    write_candidate(root, -30.0, seed=1)
-    register(root)  # v2: v1 upgraded; v3: the shipped model; v4: the candidate
-    assert aliases() == {"champion": "2", "previous": None, "candidate": "4"}
-    champion = tracking.alias_version("jpeg-restoration", "champion")
-    assert champion["tags"]["upgraded_from"] == "1" and champion["tags"][KEY] == "5.0"
-    assert tracking.checkpoint_from_uri("models:/jpeg-restoration@champion").read_bytes() == old.read_bytes()
-    assert mlflow.pyfunc.load_model("models:/jpeg-restoration@champion").metadata.signature is not None
-    # It kept the champion, so its evaluation now covers the candidate's test set and QFs (the Results page).
-    evaluation = json.loads(tracking.run_evaluation(champion["run_id"]).read_text())
-    assert set(evaluation["results"][SET]["10"]) == {"jpeg", "blind", "header", "n"}
-    register(root)  # nothing left to upgrade
-    assert len(tracking.registered_versions("jpeg-restoration")) == 5
+    assert len(registry.registered_versions("jpeg-restoration")) == 7

@@ -1,4 +1,5 @@
-"""stages.report and pipeline.report: the report from fixture metrics, published rows, ablations, MLflow."""
+"""stages.report and pipeline.evaluation.reporting: the report from fixture metrics, published rows,
+ablations, MLflow."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import experiments, images, params, report, tracking
+from pipeline import params
+from pipeline.core import images
+from pipeline.evaluation import experiments, reporting
+from pipeline.evaluation import results as results_mod
+from pipeline.mlops import pyfunc, registry, tracking
+from pipeline.restoration.options import RestoreOptions
 from stages import report as stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,24 +35,28 @@ def scores(psnr: float, gain: float | None = None) -> dict:
 
 
 def entry(jpeg: float, blind: float, header: float) -> dict:
-    return {"n": 3, "jpeg": scores(jpeg), "blind": scores(jpeg + blind, blind),
-            "header": scores(jpeg + header, header), "qf_est_mae": 1.25}  # fmt: skip
+    return {
+        "n": 3,
+        "jpeg": scores(jpeg),
+        "blind": scores(jpeg + blind, blind),
+        "header": scores(jpeg + header, header),
+        "qf_est_mae": 1.25,
+    }
 
 
 def write_inputs(root: Path, run_id: str | None) -> None:
     """What the train and evaluate stages write: metrics, the gain CSV, a sparse train log, crops."""
     results = {
-        "LIVE1": {"10": entry(25.69, 1.5, 1.6), "20": entry(28.06, 1.2, 1.3), "50": entry(31.0, 0.8, 0.9),
-                  "90": entry(36.86, -0.05, 0.02)},
+        "LIVE1": {
+            "10": entry(25.69, 1.5, 1.6),
+            "20": entry(28.06, 1.2, 1.3),
+            "50": entry(31.0, 0.8, 0.9),
+            "90": entry(36.86, -0.05, 0.02),
+        },
         "sample_test": {"10": entry(26.0, 1.0, 1.1), "30": entry(30.0, 0.7, 0.75)},
-    }  # fmt: skip
-    metrics = {
-        "model": {"arch": "qacnet", "params": 1_234_567, "run_id": run_id, "steps": 200, "checkpoint": "models/m.pt"},
-        "primary": {"name": "psnr_gain", "sets": ["LIVE1"], "qfs": [10, 20], "value": 1.35},
-        "results": results,
-        "negative_gains": [{"set": "LIVE1", "qf": 90, "mode": "blind", "gain": -0.05}],
-        "tta": False,
     }
+    model = {"arch": "qacnet", "params": 1_234_567, "run_id": run_id, "steps": 200, "checkpoint": "models/m.pt"}
+    metrics = results_mod.build(model, RestoreOptions().as_dict(), results, ["LIVE1"], [10, 20])
     reports = root / "reports"
     (reports / "crops").mkdir(parents=True)
     (reports / "evaluation.json").write_text(json.dumps(metrics))
@@ -75,8 +85,16 @@ def exp_rows() -> dict:
 def paths(root: Path) -> stage.Paths:
     """The report stage's paths as dvc.yaml passes them, under ``root``."""
     r = root / "reports"
-    return stage.Paths(r / "evaluation.json", r / "gain_vs_qf.csv", r / "train_log.csv", r / "crops",
-                       ROOT / "reference" / "published.yaml", r / "report.md", r / "report.html", r / "plots")  # fmt: skip
+    return stage.Paths(
+        r / "evaluation.json",
+        r / "gain_vs_qf.csv",
+        r / "train_log.csv",
+        r / "crops",
+        ROOT / "reference" / "published.yaml",
+        r / "report.md",
+        r / "reporting.html",
+        r / "plots",
+    )
 
 
 def test_published_yaml():
@@ -145,7 +163,11 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
     assert sorted(Path(p).name for p in s["plots"]) == sorted(plots)
     assert all((reports / "plots" / p).read_bytes().startswith(b"\x89PNG") for p in plots)
     assert s["run_id"] == train.info.run_id and s["logged_into_training_run"] and s["crops"] == 1
-    assert s["negative_gains"] == ["LIVE1 QF90 blind: -0.050 dB"] and s["experiments"] == 3
+    assert s["negative_gains"] == [
+        "LIVE1 at QF 90: restoring (QF estimated from the pixels (blind)) makes the photos 0.050 dB worse (PSNR) "
+        "than the input."
+    ]
+    assert s["experiments"] == 3
 
     md = (reports / "report.md").read_text()
     assert "| QF | method | kind | params | PSNR | SSIM | PSNR-B | PSNR (Y) | gain (dB) | source |" in md
@@ -155,20 +177,26 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
     assert "| 90 | JDEC (CVPR 2024) |" in md and "JDEC paper, Table 1 |" in md
     assert md.count("DnCNN (per channel)") == 2  # LIVE1 QF10 and QF20: only QFs both have
     assert "| 50 | GRL" not in md and "BSDS500" not in md.split("## Results")[1].split("## Negative")[0]
-    assert "- LIVE1 QF90 blind: -0.050 dB" in md
+    assert "- LIVE1 at QF 90: restoring (QF estimated from the pixels (blind)) makes the photos 0.050 dB worse" in md
     assert "| set | QF10 | QF20 | QF30 | QF50 | QF90 |" in md and "| sample_test | 1.25 | - | 1.25 | - | - |" in md
     assert "crops/sample_test_qf10_astronaut.png" in md and "qf20" not in md
     assert "(plots/gain_vs_qf_LIVE1.png)" in md and "(plots/train_curve.png)" in md
     assert "| fft-up |" in md and "loss.fft_weight=0.2" in md
 
-    page = (reports / "report.html").read_text()
+    page = (reports / "reporting.html").read_text()
     assert page.count("src='data:image/png;base64,") == 4  # two gain plots, the train curve, one crop
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page)
-    assert "<th>PSNR-B</th>" in page and "FBCNN / GRL tables" in page and "<li>LIVE1 QF90 blind: -0.050 dB</li>" in page
+    assert (
+        "<th>PSNR-B</th>" in page
+        and "FBCNN / GRL tables" in page
+        and "<li>LIVE1 at QF 90: restoring (QF estimated" in page
+    )
 
     client = tracking.init_store()
-    assert {a.path for a in client.list_artifacts(train.info.run_id, "report")} >= {"report/report.md",
-                                                                                  "report/report.html"}  # fmt: skip
+    assert {a.path for a in client.list_artifacts(train.info.run_id, "report")} >= {
+        "report/report.md",
+        "report/reporting.html",
+    }
     logged = {a.path for a in client.list_artifacts(train.info.run_id, "report/plots")}
     assert logged == {f"report/plots/{p}" for p in plots}
 
@@ -193,9 +221,19 @@ def test_main_without_metrics(tmp_path, capsys):
 
 
 def rw_case(case: str, qf: int | None, gain: float) -> dict:
-    return {"case": case, "title": f"title of {case}", "qf": qf, "n": 2, "psnr_in": 30.0, "psnr_out": 30.0 + gain,
-            "gain": gain, "qf_used_mean": qf, "qf_abs_error": 0.0 if qf else None, "unchanged": 0.0 if qf else 1.0,
-            "sources": {"pixels": 2} if qf else {"none": 2}}  # fmt: skip
+    return {
+        "case": case,
+        "title": f"title of {case}",
+        "qf": qf,
+        "n": 2,
+        "psnr_in": 30.0,
+        "psnr_out": 30.0 + gain,
+        "gain": gain,
+        "qf_used_mean": qf,
+        "qf_abs_error": 0.0 if qf else None,
+        "unchanged": 0.0 if qf else 1.0,
+        "sources": {"pixels": 2} if qf else {"none": 2},
+    }
 
 
 def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
@@ -208,19 +246,24 @@ def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
     monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
     s = stage.run(base_params, paths(tmp_path), tmp_path)
     assert "real_world_LIVE1.png" in {Path(p).name for p in s["plots"]}
-    assert "LIVE1 real world, title of cropped_png, QF 30: -0.020 dB" in s["negative_gains"]
+    assert (
+        "LIVE1 at QF 30: restoring (real world: title of cropped_png) makes the photos 0.020 dB worse (PSNR) "
+        "than the input." in s["negative_gains"]
+    )
     md = (tmp_path / "reports" / "report.md").read_text()
     assert "## Photos as users have them: LIVE1" in md
     assert "| title of cropped_png | 10 | 2 | 30.00 | 31.50 | +1.500 | 10 | 0.0 | 0% | pixels 2 |" in md
     assert "| title of never_compressed | - | 2 | 30.00 | 30.00 | +0.000 | - | - | 100% | none 2 |" in md
     assert "never_compressed: 1 reference(s) left out (the reference carries a JPEG lattice)." in md
-    assert report.real_world_plot("LIVE1", cases[2:]) is None  # one point per case: nothing to draw
+    assert reporting.real_world_plot("LIVE1", cases[2:]) is None  # one point per case: nothing to draw
 
 
 def test_train_plot_has_no_empty_validation_frame():
     log = [{"step": s, "loss": 1.0 / s} for s in range(1, 30)]
-    alone = images.decode_image(report.train_plot(log)).rgb  # no validation ran: the loss panel only
-    with_val = images.decode_image(report.train_plot(log + [{"step": 29, "val_psnr": 30.0, "val_psnr_jpeg": 29.0}])).rgb
+    alone = images.decode_image(reporting.train_plot(log)).rgb  # no validation ran: the loss panel only
+    with_val = images.decode_image(
+        reporting.train_plot(log + [{"step": 29, "val_psnr": 30.0, "val_psnr_jpeg": 29.0}])
+    ).rgb
     assert alone.shape[0] == with_val.shape[0] and with_val.shape[1] == pytest.approx(2 * alone.shape[1], rel=0.02)
 
 
@@ -228,8 +271,8 @@ def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow
     """The registry champion's stored evaluation, on the same sets and QFs as this model's."""
     import torch
 
-    from pipeline.checkpoint import save_checkpoint
     from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
 
     write_inputs(tmp_path, None)
     mine = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
@@ -241,10 +284,10 @@ def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow
         tmp_path / "c.pt", "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {}
     )
     with tracking.start_run("train", base_params.tracking.experiment) as run:
-        tracking.log_checkpoint(tmp_path / "c.pt")
+        pyfunc.log_checkpoint(tmp_path / "c.pt")
         tracking.log_dict(champ, tracking.EVALUATION_ARTIFACT)
     name = base_params.register.model_name
-    tracking.register_version(name, run.info.run_id, {}, aliases=("champion",))
+    registry.register_version(name, run.info.run_id, {}, aliases=("champion",))
     monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
     s = stage.run(base_params, paths(tmp_path), tmp_path)
     assert s["champion"] == f"{name} v1"

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import engines, images, tracking
-from pipeline.checkpoint import save_checkpoint
+from pipeline.core import images
+from pipeline.mlops import registry, tracking
 from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration import engines
 from pipeline.restore import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,9 +151,14 @@ def test_same_output_name_and_own_input(tmp_path, ckpt, image_factory, capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["missing.jpg", "-o", "out"], ["x.jpg"], ["x.jpg", "-o", "out", "--q", "0"],
-     ["x.jpg", "-o", "out", "--tile", "100"], ["x.jpg", "-o", "out", "--ckpt", "a.pt", "--model-uri", "models:/m@c"]],
-)  # fmt: skip
+    [
+        ["missing.jpg", "-o", "out"],
+        ["x.jpg"],
+        ["x.jpg", "-o", "out", "--q", "0"],
+        ["x.jpg", "-o", "out", "--tile", "100"],
+        ["x.jpg", "-o", "out", "--ckpt", "a.pt", "--model-uri", "models:/m@c"],
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, monkeypatch, image_factory, args):
     monkeypatch.chdir(tmp_path)
     images.write_bytes(tmp_path / "x.jpg", images.encode_jpeg(image_factory(16, 16), 50))
@@ -162,12 +169,15 @@ def test_usage_errors_exit_2(tmp_path, monkeypatch, image_factory, args):
 def test_model_from_registry(mlflow_uri, tmp_path, ckpt, image_factory, capsys):
     src = tmp_path / "photo.jpg"
     images.write_bytes(src, images.encode_jpeg(image_factory(32, 32, 5), 25))
+    db = tmp_path / "mlflow.db"
     assert restore(src, "-o", tmp_path / "none", "--model-uri", "models:/jpeg-restoration@champion") == 2
-    assert "no such registered model version" in capsys.readouterr().err
+    assert "no model registry at" in capsys.readouterr().err and not db.exists()  # a read creates no store
 
     with tracking.start_run("test", "exp") as run:
-        tracking.log_artifact(ckpt, "model")
-    tracking.register_version("jpeg-restoration", run.info.run_id, {"primary_value": 0.1}, aliases=("champion",))
+        tracking.log_artifact(ckpt, "model/artifacts")  # where a pyfunc model keeps it
+    assert restore(src, "-o", tmp_path / "none", "--model-uri", "models:/jpeg-restoration@champion") == 2
+    assert "no such registered model version" in capsys.readouterr().err
+    registry.register_version("jpeg-restoration", run.info.run_id, {"primary_value": 0.1}, aliases=("champion",))
     assert restore(src, "-o", tmp_path / "a", "--model-uri", "models:/jpeg-restoration@champion") == 0
     assert restore(src, "-o", tmp_path / "b") == 0  # the default: params' model name @champion
     assert "model: models:/jpeg-restoration@champion" in capsys.readouterr().err
@@ -208,8 +218,22 @@ def test_engine_is_chosen_and_named(tmp_path, ckpt, image_factory, capsys, engin
 
 def test_tiles_done_are_reported_on_stderr(tmp_path, ckpt, image_factory, capsys):
     images.write_bytes(tmp_path / "big.jpg", images.encode_jpeg(image_factory(100, 130, 6), 30))
-    assert restore(tmp_path / "big.jpg", "-o", tmp_path / "out", "--ckpt", ckpt, "--engine", "torch",
-                   "--tile", "64", "--overlap", "16") == 0  # fmt: skip
+    assert (
+        restore(
+            tmp_path / "big.jpg",
+            "-o",
+            tmp_path / "out",
+            "--ckpt",
+            ckpt,
+            "--engine",
+            "torch",
+            "--tile",
+            "64",
+            "--overlap",
+            "16",
+        )
+        == 0
+    )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("big.jpg: tile ")]
     assert lines == [f"big.jpg: tile {i}/6" for i in range(1, 7)]  # 2 rows x 3 columns of tiles
 

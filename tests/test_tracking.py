@@ -1,4 +1,4 @@
-"""pipeline.tracking: where the store lives, run tags, the registry helpers, concurrent writers, a server."""
+"""pipeline.mlops.tracking: where the store lives, run tags, the registry helpers, concurrent writers, a server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline.mlops import pyfunc, registry, tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,29 +97,29 @@ def test_registry_helpers(mlflow_store, tmp_path):
         ckpt.parent.mkdir()
         ckpt.write_bytes(f"weights {i}".encode())
         with tracking.start_run("register", "exp") as run:
-            tracking.log_artifact(ckpt, tracking.CHECKPOINT_ARTIFACT)
+            tracking.log_artifact(ckpt, f"{tracking.MODEL_ARTIFACT}/artifacts")
         runs.append(run.info.run_id)
-    assert tracking.registered_versions("m") == [] and tracking.alias_version("m", "champion") is None
-    assert tracking.register_version("m", runs[0], {"score": 1.5}, aliases=("champion",)) == "1"
-    assert tracking.register_version("m", runs[1], {"score": 2}, aliases=("candidate",)) == "2"
-    tracking.set_alias("m", "previous", "1")
-    tracking.set_version_tags("m", "2", {"note": "ok"})
+    assert registry.registered_versions("m") == [] and registry.alias_version("m", "champion") is None
+    assert registry.register_version("m", runs[0], {"score": 1.5}, aliases=("champion",)) == "1"
+    assert registry.register_version("m", runs[1], {"score": 2}, aliases=("candidate",)) == "2"
+    registry.set_alias("m", "previous", "1")
+    registry.set_version_tags("m", "2", {"note": "ok"})
 
-    versions = tracking.registered_versions("m")
+    versions = registry.registered_versions("m")
     assert [(v["version"], v["aliases"], v["run_id"]) for v in versions] == [
         ("2", ["candidate"], runs[1]),
         ("1", ["champion", "previous"], runs[0]),
     ]
     assert versions[0]["tags"] == {"score": "2", "note": "ok"}
     assert versions[1]["source"] == f"runs:/{runs[0]}/model"
-    assert tracking.alias_version("m", "champion")["version"] == "1"
-    assert tracking.alias_version("m", "nobody") is None
+    assert registry.alias_version("m", "champion")["version"] == "1"
+    assert registry.alias_version("m", "nobody") is None
 
     for uri, i in (("models:/m@champion", 0), ("models:/m/2", 1), (f"runs:/{runs[1]}/model", 1)):
-        assert tracking.checkpoint_from_uri(uri).read_bytes() == f"weights {i}".encode()
+        assert registry.checkpoint_from_uri(uri).read_bytes() == f"weights {i}".encode()
     for uri in ("models:/m@nobody", "models:/m/7", "models:/other@champion", "/some/file.pt"):
         with pytest.raises(LookupError, match="models:/|expected"):
-            tracking.checkpoint_from_uri(uri)
+            registry.checkpoint_from_uri(uri)
 
 
 def _create_run(i: int, env: dict[str, str], barrier) -> None:
@@ -159,8 +159,20 @@ def mlflow_server(tmp_path: Path, migrated_db: Path) -> Iterator[str]:
     shutil.copyfile(migrated_db, tmp_path / "srv.db")  # the schema in place: a faster start
     port = free_port()
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed below)
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db",
-           "--default-artifact-root", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path}/srv.db",
+        "--default-artifact-root",
+        str(tmp_path / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -200,7 +212,7 @@ def test_download_stage_logs_to_a_server(mlflow_server, tmp_path, monkeypatch):
     assert download.main(["sample_test", "--out", "data/raw/test/sample_test", "--downloads", "data/downloads"]) == 0
 
     client = MlflowClient(mlflow_server)
-    exp = client.get_experiment_by_name("jpeg-restoration")
+    exp = client.get_experiment_by_name("jpeg-restoration-data")  # data stages: their own experiment
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.tags["stage"] == "download"
     assert run.data.params["set"] == "sample_test" and run.data.params["source"] == "sample"
@@ -211,15 +223,15 @@ def test_download_stage_logs_to_a_server(mlflow_server, tmp_path, monkeypatch):
 
 
 def test_a_loaded_version_brings_its_onnx_graph(mlflow_uri: str, tmp_path: Path) -> None:
-    from pipeline import engines
-    from pipeline.checkpoint import save_checkpoint
     from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
+    from pipeline.restoration import engines
 
     if not engines.installed("onnxruntime"):
         pytest.skip("onnxruntime not installed")
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, build_model("qacnet", width=8, mid_blocks=1), {})
     with tracking.start_run("train", "jpeg-restoration") as run:
-        tracking.log_checkpoint(ckpt)
-    local = tracking.checkpoint_from_uri(f"runs:/{run.info.run_id}/model")
+        pyfunc.log_checkpoint(ckpt)
+    local = registry.checkpoint_from_uri(f"runs:/{run.info.run_id}/model")
     assert engines.onnx_path(local).is_file()  # downloaded with it: the engines need not export

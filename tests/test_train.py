@@ -1,4 +1,4 @@
-"""pipeline.train's building blocks: the training step shared by fit() and the benchmark."""
+"""pipeline.training.loop's building blocks: the training step shared by fit() and the benchmark."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pipeline import params
-from pipeline.losses import HybridLoss
 from pipeline.models import build_model
-from pipeline.train import TrainStep, ema_decay_at, fit, lr_at, make_optimizer, update_ema
+from pipeline.training.loop import TrainStep, ema_decay_at, fit, lr_at, make_optimizer, update_ema
+from pipeline.training.losses import HybridLoss
 
 TINY = {"width": 8, "mid_blocks": 1}
 
@@ -93,9 +93,25 @@ def test_fit_ships_trained_ema_weights(tmp_path: Path, image_factory, one_torch_
     """The EMA weights fit() returns (saved, evaluated, shipped) moved away from the
     initialisation and restore a generated photo better than its JPEG input."""
     p = params.load(Path(__file__).resolve().parent.parent / "presets" / "quickstart.yaml")
-    cfg = dataclasses.replace(p.train, steps=40, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5,
-                              lr=2.0e-3, ckpt_every=1000, log_every=1000, val_every=1000, workers=0, device="cpu",
-                              double_jpeg_prob=0.0, resize_prob=0.0, clean_prob=0.0, qf_min=10, qf_max=30)  # fmt: skip
+    cfg = dataclasses.replace(
+        p.train,
+        steps=40,
+        batch_size=4,
+        patch_size=32,
+        patches_per_image=2,
+        warmup_steps=5,
+        lr=2.0e-3,
+        ckpt_every=1000,
+        log_every=1000,
+        val_every=1000,
+        workers=0,
+        device="cpu",
+        double_jpeg_prob=0.0,
+        resize_prob=0.0,
+        clean_prob=0.0,
+        qf_min=10,
+        qf_max=30,
+    )
     imgs = [image_factory(64, 80, seed=i) for i in range(3)]
     res = fit("qacnet", TINY, imgs, imgs[:1], cfg, p.loss, tmp_path / "state.pt", "d", vgg_pretrained=False)
     torch.manual_seed(cfg.seed)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline import images
+from pipeline.core import images
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +28,18 @@ def make_project(tmp: Path, image_factory, n: int = 4, size: int = 96, **train) 
     raw = yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
     raw["model"]["qacnet"].update(width=8, mid_blocks=1)
     raw["train"].update(
-        steps=60, batch_size=4, patch_size=32, patches_per_image=2, warmup_steps=5, ckpt_every=10,
-        log_every=10, val_every=1000, val_fraction=0.25, workers=0, lr=1.0e-3,
-    )  # fmt: skip
+        steps=60,
+        batch_size=4,
+        patch_size=32,
+        patches_per_image=2,
+        warmup_steps=5,
+        ckpt_every=10,
+        log_every=10,
+        val_every=1000,
+        val_fraction=0.25,
+        workers=0,
+        lr=1.0e-3,
+    )
     raw["train"].update(train)
     (tmp / "params.yaml").write_text(yaml.safe_dump(raw))
     return tmp
@@ -38,14 +47,32 @@ def make_project(tmp: Path, image_factory, n: int = 4, size: int = 96, **train) 
 
 def stage_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", DVC_ROOT=str(tmp), PYTHONPATH=str(ROOT),
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+        DVC_ROOT=str(tmp),
+        PYTHONPATH=str(ROOT),
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 # As dvc.yaml passes them (relative to the project root, the stage's working directory).
-STAGE = [sys.executable, "-m", "stages.train", "--data", "data/raw/train", "--model", "models/model.pt",
-         "--meta", "models/model.json", "--train-log", "reports/train_log.csv", "--resume", "models/resume"]  # fmt: skip
+STAGE = [
+    sys.executable,
+    "-m",
+    "stages.train",
+    "--data",
+    "data/raw/train",
+    "--model",
+    "models/model.pt",
+    "--meta",
+    "models/model.json",
+    "--train-log",
+    "reports/train_log.csv",
+    "--resume",
+    "models/resume",
+]
 
 
 def run_stage(tmp: Path, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -64,8 +91,7 @@ def test_kill_9_then_rerun_resumes_to_the_same_step_count(tmp_path: Path, image_
     register.threshold): the rerun resumes where the last checkpoint left it."""
     root = make_project(tmp_path, image_factory, steps=200)
     state = root / "models" / "resume" / "state.pt"
-    proc = subprocess.Popen(STAGE, cwd=root, env=stage_env(root),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(STAGE, cwd=root, env=stage_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

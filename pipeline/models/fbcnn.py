@@ -49,14 +49,24 @@ class FBCNN(nn.Module):
         self.att = nn.ModuleList(nn.ModuleList(QFAttention(nc[i]) for _ in range(nb)) for i in range(len(nc) - 1))
         self.tail = nn.Conv2d(nc[0], 3, 3, padding=1)
         self.qf_pred = nn.Sequential(
-            *[ResBlock(nc[-1]) for _ in range(nb)], nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(nc[-1], embed_dim), nn.ReLU(inplace=True), nn.Linear(embed_dim, embed_dim),
-            nn.ReLU(inplace=True), nn.Linear(embed_dim, 1), nn.Sigmoid(),
-        )  # fmt: skip
+            *[ResBlock(nc[-1]) for _ in range(nb)],
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(nc[-1], embed_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(embed_dim, embed_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(embed_dim, 1),
+            nn.Sigmoid(),
+        )
         self.qf_embed = nn.Sequential(
-            nn.Linear(1, embed_dim), nn.ReLU(inplace=True), nn.Linear(embed_dim, embed_dim),
-            nn.ReLU(inplace=True), nn.Linear(embed_dim, embed_dim), nn.ReLU(inplace=True),
-        )  # fmt: skip
+            nn.Linear(1, embed_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(embed_dim, embed_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(embed_dim, embed_dim),
+            nn.ReLU(inplace=True),
+        )
         self.to_gamma = nn.ModuleList(
             nn.Sequential(nn.Linear(embed_dim, nc[i]), nn.Sigmoid()) for i in range(len(nc) - 1)
         )

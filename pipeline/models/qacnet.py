@@ -3,10 +3,11 @@
 Each stage is a small U-Net of residual blocks. It starts by folding 2x2 pixels into channels
 (PixelUnshuffle), so its levels run at 1/2, 1/4, 1/8 resolution with channels doubling: the
 1/8 level sees one position per JPEG 8x8 block, and no convolution runs at full resolution
-(on 2 CPU cores that halves the time for the same quality budget). A QF embedding modulates every block (FiLM: per-channel scale and shift), so one set of
-weights serves QF 5 to 95 and the user can move the QF by hand. Stage s > 0 sees the input, the
-previous stage's image, and the previous stage's encoder and decoder features at every level
-(multi-stage feature fusion, as in MPRNet). Every stage's image is returned so each is supervised.
+(on 2 CPU cores that halves the time for the same quality budget). A QF embedding modulates
+every block (FiLM: per-channel scale and shift), so one set of weights serves QF 5 to 95 and the
+user can move the QF by hand. Stage s > 0 sees the input, the previous stage's image, and the
+previous stage's encoder and decoder features at every level (multi-stage feature fusion, as in
+MPRNet). Every stage's image is returned so each is supervised.
 """
 
 from __future__ import annotations
@@ -53,9 +54,15 @@ class StageUNet(nn.Module):
     """One cascade stage. Returns a residual image and its (encoder, decoder) features per level."""
 
     def __init__(
-        self, in_ch: int, width: int, enc_blocks: tuple[int, ...], mid_blocks: int,
-        dec_blocks: tuple[int, ...], emb_dim: int | None, fuse: bool,
-    ) -> None:  # fmt: skip
+        self,
+        in_ch: int,
+        width: int,
+        enc_blocks: tuple[int, ...],
+        mid_blocks: int,
+        dec_blocks: tuple[int, ...],
+        emb_dim: int | None,
+        fuse: bool,
+    ) -> None:
         super().__init__()
         levels = len(enc_blocks)
         ch = [width * 2**i for i in range(levels + 1)]

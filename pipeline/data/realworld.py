@@ -1,0 +1,92 @@
+"""The photos users actually have, made from a test set's references (making them is data;
+scoring them is ``pipeline/evaluation/scoring.py``'s ``evaluate_case``).
+
+Each case turns a reference image (RGB uint8) and a quality into the file a user would bring
+(JPEG or PNG bytes) and the reference it should be compared with (cropped or resized like the
+file). ``make_file`` makes one (the test-set stage writes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.core import images, jpeg
+
+CROP = (3, 5)  # rows, columns cut from the top-left after decoding: the grid moves to (5, 3)
+SHIFT = 4  # double JPEG: pixels cut before the second compression
+RESAVE_QF = 95  # an edited photo saved again at high quality
+RESIZE = 0.75
+
+
+def _jpeg(rgb: np.ndarray, qf: int, subsampling: str = "4:2:0") -> bytes:
+    return images.encode_jpeg(np.ascontiguousarray(rgb), qf, subsampling=subsampling)
+
+
+def _decoded(rgb: np.ndarray, qf: int) -> np.ndarray:
+    return images.decode_jpeg(_jpeg(rgb, qf))
+
+
+def _resize(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    size = (max(8, round(w * RESIZE)), max(8, round(h * RESIZE)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _cropped(rgb: np.ndarray, n: tuple[int, int] = CROP) -> np.ndarray:
+    return np.ascontiguousarray(rgb[n[0] :, n[1] :])
+
+
+@dataclass(frozen=True)
+class Case:
+    """make(gt, qf) -> file bytes; reference(gt) -> what the restored file is compared with;
+    per_qf: False for the cases made once (their ``fixed_qf``, or never compressed)."""
+
+    title: str
+    ext: str
+    make: Callable[[np.ndarray, int], bytes]
+    reference: Callable[[np.ndarray], np.ndarray] = lambda gt: gt
+    per_qf: bool = True
+    fixed_qf: int | None = None
+
+
+CASES: dict[str, Case] = {
+    "aligned": Case("JPEG as saved", ".jpg", lambda gt, q: _jpeg(gt, q)),
+    "resaved_png": Case("JPEG re-saved as PNG", ".png", lambda gt, q: images.encode_png(_decoded(gt, q))),
+    "cropped_png": Case(f"cropped by {CROP} after decoding, PNG", ".png",
+                        lambda gt, q: images.encode_png(_cropped(_decoded(gt, q))), _cropped),
+    "cropped_resaved": Case(f"cropped, then re-saved as JPEG {RESAVE_QF}", ".jpg",
+                            lambda gt, q: _jpeg(_cropped(_decoded(gt, q)), RESAVE_QF), _cropped),
+    "double_shifted": Case(f"JPEG, shifted {SHIFT} px, JPEG again at QF + 20", ".jpg",
+                           lambda gt, q: _jpeg(_cropped(_decoded(gt, q), (SHIFT, SHIFT)), min(95, q + 20)),
+                           lambda gt: _cropped(gt, (SHIFT, SHIFT))),
+    "resized": Case(f"resized by {RESIZE} after decoding, PNG", ".png",
+                    lambda gt, q: images.encode_png(_resize(_decoded(gt, q))), _resize),
+    "never_compressed": Case("never compressed (PNG)", ".png", lambda gt, q: images.encode_png(gt), per_qf=False),
+    "q90_444": Case("JPEG 90, 4:4:4 chroma", ".jpg", lambda gt, q: _jpeg(gt, 90, "4:4:4"), per_qf=False, fixed_qf=90),
+}
+
+
+def case_folders(root: Path, qfs: Sequence[int]) -> list[tuple[str, int | None, Path]]:
+    """(case, qf, folder) for every case and quality: ``root/<case>/qf_<q>`` or ``root/<case>``."""
+    out = []
+    for name, case in CASES.items():
+        if case.per_qf:
+            out += [(name, q, root / name / f"qf_{q}") for q in qfs]
+        else:
+            out.append((name, case.fixed_qf, root / name))
+    return out
+
+
+def make_file(name: str, gt: np.ndarray, qf: int | None) -> bytes:
+    return CASES[name].make(gt, qf if qf is not None else 100)
+
+
+def has_jpeg_history(gt: np.ndarray) -> bool:
+    """A reference that itself carries a quantization lattice (BSDS500's are JPEG 95s) cannot
+    stand for a never-compressed photo."""
+    return jpeg.find_grid(gt).lattice_qf is not None

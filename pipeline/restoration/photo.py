@@ -1,0 +1,232 @@
+"""How to restore a photo as users have it: one decision for the QF and the 8x8 grid (then the
+``Restorer`` restores on that grid and projects onto what the JPEG allows), or leave a clean
+photo alone.
+
+``Restorer.decide`` calls it for every door (``restore``, the app, ``pipeline.test``, the
+evaluate stage, the served model), so they all decide the same way. The order of evidence:
+
+1. the user's QF;
+2. the JPEG header's tables (a file's own grid is at (0, 0)), unless the pixels show an earlier,
+   stronger compression on another grid (a cropped and re-saved photo): its
+   lattice, or the blocking's grid off the origin, on which the lattice (fainter, but
+   corroborated by the blocking) or the learned estimator reads a clearly lower quality;
+3. a quantization lattice in the pixels at any of the 64 grid offsets (a re-saved or cropped
+   PNG), the strongest compression winning;
+4. the learned estimator, on the image shifted onto its blocking grid when there is one, but
+   only on clear JPEG traces (``no_lattice_reason``): strong 8x8 blocking at one clear phase,
+   or an estimate below any photo never compressed's;
+5. otherwise the photo is returned unchanged: never compressed, or too faintly for restoring
+   it to be worth the risk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.core import jpeg
+from pipeline.restoration.engines import EstimateFn
+from pipeline.restoration.options import PROJECTIONS
+
+# Calibrated on held-out training images, never on the test sets: models/pretrained/recipe/calibrate_forensics.py
+# (figures in models/pretrained/provenance/calibration.json) and models/pretrained/recipe/calibrate_clean.py.
+BLOCKING_MIN = 0.08  # blockiness (weaker axis) above which a blocking grid is believed: clean p95 0.082
+# The learned estimator reads clean crops at 94 (median; 10th percentile 83) and aligned JPEGs of
+# QF <= 85 at 48 (95th percentile 81): at or above this a photo without any lattice is left alone.
+CLEAN_MIN_QF = 85.0
+# Without a lattice, restoring needs evidence that photos never compressed do not show
+# (models/pretrained/recipe/calibrate_clean.py on train-extra, whose photos carry no JPEG history, in five forms
+# each: whole, a 768x512 crop, downscaled, upscaled by 1.25 to 2, gamma-edited; 107 in all):
+# - 8x8 blocking whose phase stands out from the runner-up (jpeg.uniqueness): clean at most
+#   0.016 (an upscale by 2 is "blocky" but not unique), JPEGs gamma-edited after decoding 0.08
+#   and more (QF 10-50);
+#   and strong (STRONG_BLOCKING): a JPEG of QF 80-95 edited since shows up to 0.21, and
+#   restoring one gains next to nothing;
+# - or an estimate below any clean photo's: clean photos read as low as 27.9 (upscaled).
+# None of the 107 is restored (the rule before: 7). JPEGs of QF 10-90 that lost their lattice
+# keep 0.26 dB of the 1.03 dB mean gain that restoring all of them would give: most photos
+# resized after compression look like clean ones and are left alone. (A spectral test for blocks
+# at another period, resized JPEGs, was dropped: clean photos upscaled by 1.25 score as high.)
+UNIQUE_MIN = 0.04
+ESTIMATE_ALONE_MAX = 20.0
+RECOMPRESSED_MARGIN = 10.0  # the pixels' QF must be this much below the header's to overrule it
+# A JPEG cropped then saved again: on its (shifted) blocking grid, the first compression's
+# lattice scores 0.026 to 0.1 (10th percentiles, QF 10 to 50, re-saved at 95); single JPEGs
+# score about -0.006 on whatever phase their blocking shows. Blocking off the origin happens on
+# a quarter of single JPEGs at QF 50-90 (periodic textures), up to 0.18: the estimator alone
+# overrules the header only above STRONG_BLOCKING (QF 10 re-saved: 0.68 and more).
+FAINT_LATTICE_MIN = 0.02
+STRONG_BLOCKING = 0.3
+# The estimator reads at most this many pixels square from the centre: on a 12 MP photo 0.06 s
+# instead of 1.0 s (one thread), and a photo's compression is the same all over.
+ESTIMATE_CROP = 1024
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a photo is restored. qf: the conditioning quality (None: left unchanged); source:
+    "user", "header", "pixels", "estimated" or "none"; offset: the 8x8 grid the network is
+    aligned to; tables/subsampling: the quantization the projection uses (None: unknown)."""
+
+    qf: float | None
+    source: str
+    offset: tuple[int, int]
+    message: str
+    luma_table: np.ndarray | None = None
+    chroma_table: np.ndarray | None = None
+    subsampling: str = ""
+
+    @property
+    def unchanged(self) -> bool:
+        return self.qf is None
+
+
+CLEAN_MESSAGE = "no JPEG compression found: left unchanged; use --q to force"
+
+
+def align(image: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad top/left by reflection so the grid at ``offset`` starts at (0, 0); returns the pads."""
+    py, px = (8 - offset[0]) % 8, (8 - offset[1]) % 8
+    if not (py or px):
+        return image, (0, 0)
+    mode = "reflect" if py < image.shape[0] and px < image.shape[1] else "edge"
+    return np.pad(image, ((py, 0), (px, 0), (0, 0)), mode=mode), (py, px)
+
+
+def estimate_on_grid(estimate: EstimateFn, image: np.ndarray, offset: tuple[int, int]) -> float | None:
+    """The learned QF estimate on the grid at ``offset``, from a centre crop of a large photo."""
+    image = align(image, offset)[0]
+    h, w = image.shape[:2]
+    y, x = max(0, (h - ESTIMATE_CROP) // 16 * 8), max(0, (w - ESTIMATE_CROP) // 16 * 8)  # on the grid
+    return estimate(image[y : y + ESTIMATE_CROP, x : x + ESTIMATE_CROP])
+
+
+def _grid_text(offset: tuple[int, int]) -> str:
+    return "" if offset == (0, 0) else f" at grid offset {offset}"
+
+
+def _shifted_grid(ev: jpeg.GridEvidence) -> tuple[int, int] | None:
+    """The blocking's grid when it is off the origin and clear: a JPEG cropped, then saved again.
+    (A second, fainter grid under the header's, left by a compression before a shift, is too
+    weak to tell from a single JPEG's noise on photo-sized images: measured on training crops.)"""
+    return ev.phase if ev.phase != (0, 0) and min(ev.strengths) >= BLOCKING_MIN else None
+
+
+def decide(
+    estimate: EstimateFn | None, image: np.ndarray, header: jpeg.Header | None = None, user_qf: float | None = None
+) -> Decision:
+    """The QF and grid to restore ``image`` (RGB uint8) with; ``estimate``: the learned QF
+    estimator (``Engine.estimate``; None: decide from exact evidence only); ``header``: the
+    file's JPEG header (None for a PNG, or to decide from the pixels alone: blind mode)."""
+    ev = jpeg.find_grid(image)
+    if user_qf is not None:
+        offset = ev.offset if ev.lattice_qf is not None or ev.blocking >= BLOCKING_MIN else (0, 0)
+        return Decision(float(user_qf), "user", offset, f"QF {user_qf:g}{_grid_text(offset)} set by the user")
+    if header is not None:
+        earlier = [(off, q) for off, q, _ in ev.lattices if off != (0, 0) and q <= header.qf - RECOMPRESSED_MARGIN]
+        if earlier:
+            off, q = min(earlier, key=lambda e: e[1])
+            luma, _ = jpeg.ijg_tables(q)
+            return Decision(
+                float(q),
+                "pixels",
+                off,
+                f"QF {q}{_grid_text(off)} from pixels; header says {header.qf} (re-saved)",
+                luma,
+            )
+        off = _shifted_grid(ev)  # the blocking is off the header's grid: compressed before a crop
+        if off is not None:
+            scores = jpeg.lattice_scores(jpeg.luma(image), off)
+            q = int(np.argmax(scores)) + 1
+            if scores[q - 1] >= FAINT_LATTICE_MIN and q <= header.qf - RECOMPRESSED_MARGIN:
+                luma, _ = jpeg.ijg_tables(q)  # the blocking corroborates a fainter lattice
+                return Decision(
+                    float(q),
+                    "pixels",
+                    off,
+                    f"QF {q}{_grid_text(off)} from pixels; header says {header.qf} (re-saved)",
+                    luma,
+                )
+            strong = min(ev.strengths) >= STRONG_BLOCKING
+            est = estimate_on_grid(estimate, image, off) if estimate is not None and strong else None
+            if est is not None and est <= header.qf - RECOMPRESSED_MARGIN:
+                return Decision(
+                    est,
+                    "estimated",
+                    off,
+                    f"QF {est:.0f}{_grid_text(off)} estimated on a shifted "
+                    f"blocking grid; header says {header.qf} (recompressed)",
+                )
+        exact = "" if header.exact else " (tables not IJG: nearest quality)"
+        return Decision(
+            float(header.qf),
+            "header",
+            (0, 0),
+            f"QF {header.qf} from the JPEG header{exact}",
+            header.luma,
+            header.chroma,
+            header.subsampling,
+        )
+    ev = search_all_offsets(image, ev)
+    if ev.lattice_qf is not None:
+        luma, _ = jpeg.ijg_tables(ev.lattice_qf)
+        return Decision(
+            float(ev.lattice_qf),
+            "pixels",
+            ev.offset,
+            f"QF {ev.lattice_qf}{_grid_text(ev.offset)} from pixels (quantization lattice)",
+            luma,
+        )
+    if estimate is None:
+        return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
+    # No lattice: restored only on clear JPEG traces (see no_lattice_reason), at the learned
+    # estimator's QF, on the blocking grid when there is one.
+    offset = estimation_grid(ev)
+    q = estimate_on_grid(estimate, image, offset)
+    why = None if q is None else no_lattice_reason(ev.blocking, ev.unique, q)
+    if why is None:
+        return Decision(None, "none", (0, 0), CLEAN_MESSAGE)
+    return Decision(q, "estimated", offset, f"QF {q:.0f}{_grid_text(offset)} estimated ({why})")
+
+
+def search_all_offsets(image: np.ndarray, ev: jpeg.GridEvidence) -> jpeg.GridEvidence:
+    """``ev`` (``jpeg.find_grid``), or, when it shows neither a lattice nor blocking, the search
+    over all 64 grid offsets: a faint high-quality JPEG's lattice can be anywhere."""
+    return jpeg.find_grid(image, candidates=8) if ev.lattice_qf is None and ev.blocking < BLOCKING_MIN else ev
+
+
+def estimation_grid(ev: jpeg.GridEvidence) -> tuple[int, int]:
+    """The grid the estimator reads a photo without a lattice on: its blocking's, when clear."""
+    return ev.offset if ev.blocking >= BLOCKING_MIN and ev.unique >= UNIQUE_MIN else (0, 0)
+
+
+def no_lattice_reason(blocking: float, unique: float, estimate: float) -> str | None:
+    """Why a photo without a quantization lattice is restored, or None: leave it unchanged.
+
+    blocking/unique: ``jpeg.find_grid``'s blockiness and its ``uniqueness``; estimate: the
+    learned estimator's QF. Each branch needs evidence that photos never compressed do not show
+    (models/pretrained/recipe/calibrate_clean.py; figures in models/pretrained/provenance/calibrate_clean.json).
+    """
+    if estimate >= CLEAN_MIN_QF:
+        return None
+    if blocking >= STRONG_BLOCKING and unique >= UNIQUE_MIN:
+        return "blocking, no lattice"
+    if estimate <= ESTIMATE_ALONE_MAX:
+        return "no grid found"
+    return None
+
+
+def projection_planes(projection: str, decision: Decision) -> tuple[bool, bool]:
+    """(luma, chroma): which planes the quantization-constraint projection clips.
+
+    "auto" (the default) applies only the exact projections: luma whenever the tables and grid
+    are known, chroma when it was not subsampled (4:4:4). "on" also projects 4:2:0 chroma, an
+    approximation (the decoder's upsampling is not inverted) that lowered LIVE1's mean PSNR at
+    QF 90 and 95 (models/pretrained/MODEL_CARD.md); "off" never projects.
+    """
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
+    luma = projection != "off" and decision.luma_table is not None
+    chroma = luma and decision.chroma_table is not None and (projection == "on" or decision.subsampling == "4:4:4")
+    return luma, chroma
