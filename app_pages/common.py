@@ -20,10 +20,13 @@ from pipeline.evaluation import results
 from pipeline.mlops import registry, tracking
 from pipeline.models.checkpoint import CheckpointError, describe, read_checkpoint
 from pipeline.restoration.engines import EngineError
+from pipeline.restoration.options import FORMATS, OutputOptions
 from pipeline.restoration.restorer import Restorer
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG", "webp": "WebP"}
+MIME = {"png": "image/png", "tiff": "image/tiff", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 def project_dir() -> Path:
@@ -113,6 +116,30 @@ def model_picker() -> tuple[Restorer, str]:
 @st.cache_data(show_spinner=False)
 def sample_photos() -> dict[str, np.ndarray]:
     return datasets.sample_images("sample_test")
+
+
+def output_options(gps: int = 0) -> OutputOptions:
+    """Widgets: the format to save in, JPEG's quality, and whether to strip the metadata (``gps``:
+    how many of the photos carry a GPS position, said beside the choice)."""
+    default = OutputOptions()
+    c1, c2, c3 = st.columns(3)
+    fmt = c1.selectbox(
+        "Save as",
+        list(FORMATS),
+        format_func=lambda f: FORMAT_NAMES[f] + {"png": "", "tiff": "", "jpeg": " (lossy)", "webp": " (lossless)"}[f],
+        help="16-bit photos stay 16-bit in PNG and TIFF. Every format keeps the colour profile, EXIF and XMP.",
+    )
+    quality = default.quality
+    if fmt == "jpeg":
+        quality = c2.slider("JPEG quality", 50, 100, default.quality, help="4:4:4 chroma, optimised Huffman tables.")
+    strip = c3.checkbox(
+        "Strip metadata", help="Drop EXIF, XMP and the GPS position; the colour profile stays (colour is not private)."
+    )
+    if gps:
+        where = "This photo carries" if gps == 1 else f"{gps} of these photos carry"
+        action = "is removed" if strip else "is kept in the download: tick 'Strip metadata' to remove it"
+        (st.info if strip else st.warning)(f"{where} a GPS position (where it was taken): it {action}.")
+    return OutputOptions(format=fmt, quality=quality, strip_metadata=strip)
 
 
 def memo(slot: str, key: tuple, compute: Callable[[], T]) -> T:

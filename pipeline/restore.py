@@ -1,6 +1,8 @@
-"""Restore JPEG photos from the command line: files or folders in, PNGs out.
+"""Restore JPEG photos from the command line: files or folders in, upright photos out, with
+their ICC profile, EXIF and XMP.
 
-    python -m pipeline.restore INPUT... -o OUTDIR [--model-uri URI | --ckpt FILE] [--q QF]
+    python -m pipeline.restore INPUT... -o OUTDIR [-r] [--format png|tiff|jpeg|webp] [--quality Q]
+        [--strip-metadata] [--strength S] [--report FILE.csv] [--model-uri URI | --ckpt FILE] [--q QF]
         [--tile N] [--overlap N] [--tta] [--projection auto|on|off] [--device cpu|cuda]
         [--engine auto|torch|onnxruntime|openvino] [--precision auto|f32|bf16] [--overwrite] [-v]
 
@@ -9,14 +11,17 @@ The model is the registry's ``models:/<register.model_name>@champion`` unless ``
 Per file the QF and the 8x8 grid are decided as ``pipeline.restoration.photo`` describes: the user's
 (``--q``), else the header's tables, unless the pixels show an earlier, stronger compression
 on a shifted grid, else the pixels' quantization lattice, else the model's estimate; a photo
-with no JPEG traces is written unchanged. ``-v`` prints the decision and why, and the engine
-that ran the network (``pipeline/restoration/engines.py``: ``auto`` takes the fastest one installed).
+with no JPEG traces is written unchanged. A photo is restored as the file stores it (on its
+8x8 grid) and written upright. ``-v`` prints the decision and why, whether it was turned
+upright, and the engine that ran the network (``pipeline/restoration/engines.py``: ``auto``
+takes the fastest one installed).
 Exit status: 0 all restored (or skipped), 1 some file failed, 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +31,16 @@ from pipeline.core.device import DeviceError, pick_device
 from pipeline.models.checkpoint import CheckpointError
 from pipeline.restoration.batch import restore_paths
 from pipeline.restoration.engines import EngineError, resolve
-from pipeline.restoration.options import DEVICES, ENGINES, PRECISIONS, PROJECTIONS, OptionsError, RestoreOptions
+from pipeline.restoration.options import (
+    DEVICES,
+    ENGINES,
+    FORMATS,
+    PRECISIONS,
+    PROJECTIONS,
+    OptionsError,
+    OutputOptions,
+    RestoreOptions,
+)
 from pipeline.restoration.restorer import Restorer
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -55,10 +69,17 @@ def _checkpoint(args: argparse.Namespace, p: params_mod.Params, root: Path) -> P
 
 
 def _parser() -> argparse.ArgumentParser:
-    d = RestoreOptions()
+    d, out = RestoreOptions(), OutputOptions()
     ap = argparse.ArgumentParser(prog="python -m pipeline.restore", description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders of images")
-    ap.add_argument("-o", "--outdir", required=True, type=Path, help="folder for the restored PNGs")
+    ap.add_argument("-o", "--outdir", required=True, type=Path, help="folder for the restored photos")
+    ap.add_argument("-r", "--recursive", action="store_true", help="also restore subfolders, mirrored in OUTDIR")
+    ap.add_argument("--format", choices=list(FORMATS), help=f"output format (default {out.format}; webp is lossless)")
+    ap.add_argument("--quality", type=int, help=f"JPEG quality of --format jpeg, 1..100 (default {out.quality})")
+    ap.add_argument("--strip-metadata", action="store_true", help="drop EXIF, XMP and GPS (the ICC profile stays)")
+    keep = "how much of the restoration to keep, the rest is the input's grain"
+    ap.add_argument("--strength", type=float, help=f"0..1: {keep} (default {d.strength:g})")
+    ap.add_argument("--report", type=Path, metavar="FILE.csv", help="write a CSV line per file: decision, time, status")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model-uri", help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/model")
     src.add_argument("--ckpt", type=Path, help="a checkpoint file (model.pt)")
@@ -95,7 +116,24 @@ def options_from_args(args: argparse.Namespace) -> RestoreOptions:
         engine=args.engine,
         precision=args.precision,
         device=args.device,
+        strength=args.strength,
     )
+
+
+def output_from_args(args: argparse.Namespace) -> OutputOptions:
+    """How argv asks the photos to be written (raises OptionsError naming the option)."""
+    if args.quality is not None and args.format != "jpeg":
+        raise OptionsError("--quality is for --format jpeg (PNG, TIFF and WebP are lossless)")
+    return OutputOptions(
+        format=args.format or OutputOptions.format,
+        quality=OutputOptions.quality if args.quality is None else args.quality,
+        strip_metadata=args.strip_metadata,
+    )
+
+
+def _flag(m: re.Match) -> str:
+    """An option's name in an OptionsError as the command line spells it: ``qf must`` -> ``--q must``."""
+    return f"--{'q' if m[1] == 'qf' else m[1]} must"
 
 
 def _usage_error(ap: argparse.ArgumentParser, message: str) -> int:
@@ -118,17 +156,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         p = params_mod.load(params_path)
-        options = options_from_args(args)
+        options, output = options_from_args(args), output_from_args(args)
         resolve(options.engine, pick_device(options.device))  # an engine that cannot run: before loading anything
     except (params_mod.ParamsError, OptionsError, DeviceError, EngineError) as e:
-        return _usage_error(ap, str(e).replace("qf must", "--q must"))
+        return _usage_error(ap, re.sub(r"^(qf|strength|quality|format) must", _flag, str(e)))
     try:
         restorer = Restorer.load(_checkpoint(args, p, params_path.resolve().parent), options)
     except (LookupError, CheckpointError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = restore_paths(restorer, args.inputs, args.outdir, overwrite=args.overwrite, verbose=args.verbose)
-    print(summary.line())
+    summary = restore_paths(
+        restorer,
+        args.inputs,
+        args.outdir,
+        output=output,
+        recursive=args.recursive,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+        report=args.report,
+    )
+    print(summary.line() + (f"; report: {args.report}" if args.report and not summary.report_error else ""))
     return summary.exit_code
 
 

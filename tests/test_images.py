@@ -47,10 +47,13 @@ def test_decode_grayscale_png(photo: np.ndarray) -> None:
 def test_decode_16_bit_png(photo: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     rgb16 = rng.integers(0, 65536, size=(20, 30, 3), dtype=np.uint16)
-    dec = images.decode_image(images.encode_png(rgb16), "deep.png")
+    alpha16 = rng.integers(0, 65536, size=(20, 30), dtype=np.uint16)
+    dec = images.decode_image(images.encode_png(rgb16, alpha16), "deep.png")
     assert dec.bits == 16
     assert dec.rgb.dtype == np.uint8
     np.testing.assert_array_equal(dec.rgb, np.round(rgb16 / 257.0).astype(np.uint8))
+    np.testing.assert_array_equal(dec.rgb16, rgb16)  # the samples themselves, for the output
+    np.testing.assert_array_equal(dec.alpha, alpha16)
 
 
 def test_decode_rgba_png_keeps_alpha(photo: np.ndarray) -> None:
@@ -60,19 +63,24 @@ def test_decode_rgba_png_keeps_alpha(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(dec.alpha, alpha)
 
 
-def test_decode_applies_exif_orientation(photo: np.ndarray) -> None:
+def test_decode_keeps_the_stored_pixels_and_the_exif_orientation(tmp_path: Path, photo: np.ndarray) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, "JPEG", quality=95, exif=exif)
     data = buf.getvalue()
     dec = images.decode_image(data, "phone.jpg")
-    assert dec.rgb.shape == (photo.shape[1], photo.shape[0], 3)
+    assert dec.rgb.shape == photo.shape and dec.orientation == 6  # as stored: the JPEG's grid and tables
+    upright = dec.upright()
+    assert upright.shape == (photo.shape[1], photo.shape[0], 3) and dec.size == (photo.shape[0], photo.shape[1])
+    assert np.shares_memory(upright, dec.rgb)  # a view
     with Image.open(io.BytesIO(data)) as im:
         expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    assert np.abs(dec.rgb.astype(int) - expected).mean() < 1.0  # two JPEG decoders: rounding only
-    clockwise, counter = (np.abs(dec.rgb.astype(int) - np.rot90(photo, k)).mean() for k in (-1, 1))
+    assert np.abs(upright.astype(int) - expected).mean() < 1.0  # two JPEG decoders: rounding only
+    clockwise, counter = (np.abs(upright.astype(int) - np.rot90(photo, k)).mean() for k in (-1, 1))
     assert clockwise < 6 < counter
+    (tmp_path / "phone.jpg").write_bytes(data)
+    np.testing.assert_array_equal(images.read_image(tmp_path / "phone.jpg"), upright)  # references are read upright
 
 
 @pytest.mark.parametrize(

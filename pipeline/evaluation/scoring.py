@@ -31,23 +31,28 @@ KEYS = ("psnr", "ssim", "psnrb", "psnr_y", "ssim_y", "psnrb_y")
 
 @dataclass(frozen=True)
 class Loaded:
+    """lq: the JPEG's pixels as it stores them (restored so); gt: the reference, upright."""
+
     name: str
     lq: np.ndarray
     gt: np.ndarray
     qf_header: int | None
     header: Header | None = None
+    orientation: int = 1
+
+    def upright(self, img: np.ndarray) -> np.ndarray:
+        """``img`` (as the JPEG stores its pixels) turned as its EXIF orientation asks, as ``gt`` is."""
+        return np.ascontiguousarray(images.turn(img, self.orientation))
 
 
 def load_pair(pair: EvalPair) -> Loaded:
     """Decode one pair; a size mismatch raises ImageError naming both files."""
     dec = images.read_decoded(pair.lq)
     gt = images.read_image(pair.gt)
-    if dec.rgb.shape != gt.shape:
-        raise images.ImageError(
-            f"size mismatch: {pair.lq} is {dec.rgb.shape[1]}x{dec.rgb.shape[0]} "
-            f"but {pair.gt} is {gt.shape[1]}x{gt.shape[0]}"
-        )
-    return Loaded(pair.name, dec.rgb, gt, dec.qf, dec.header)
+    (w, h), (gh, gw) = dec.size, gt.shape[:2]
+    if (h, w) != (gh, gw):
+        raise images.ImageError(f"size mismatch: {pair.lq} is {w}x{h} but {pair.gt} is {gw}x{gh}")
+    return Loaded(pair.name, dec.rgb, gt, dec.qf, dec.header, dec.orientation)
 
 
 def score_all(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -73,7 +78,8 @@ def evaluate_pairs(
         blind = restorer.decide(item.lq) if restorer is not None else None
         qf_net = restorer.estimate(item.lq) if restorer is not None else None
         base = {"image": item.name, "qf_header": item.qf_header, "qf_est": blind and blind.qf, "qf_net": qf_net}
-        rows.append({**base, "mode": "jpeg", "qf_used": None, "seconds": 0.0, **score_all(item.gt, item.lq)})
+        jpeg_scores = score_all(item.gt, item.upright(item.lq))
+        rows.append({**base, "mode": "jpeg", "qf_used": None, "seconds": 0.0, **jpeg_scores})
         if restorer is None:
             continue
         o = restorer.options
@@ -86,6 +92,7 @@ def evaluate_pairs(
                 d = blind if mode == "blind" else restorer.decide(item.lq, item.header)
                 qf = d.qf
                 pred = to_uint8(restorer.restore(item.lq, d))
+            pred = item.upright(pred)
             seconds = time.perf_counter() - t
             rows.append({**base, "mode": mode, "qf_used": qf, "seconds": seconds, **score_all(item.gt, pred)})
             if on_restored:
@@ -152,20 +159,20 @@ def evaluate_case(restorer: Restorer, case: str, qf: int | None, folder: Path, r
         gt = realworld.CASES[case].reference(images.read_image(ref_by_stem[path.stem]))
         dec = images.read_decoded(path)
         t = time.perf_counter()
-        restored = restorer.restore_photo(dec.rgb, dec.header)
-        d, out = restored.decision, to_uint8(restored.pixels)
+        restored = restorer.restore_photo(dec.rgb, dec.header)  # on the pixels as stored, then upright
+        d, out, lq = restored.decision, np.ascontiguousarray(dec.upright(to_uint8(restored.pixels))), dec.upright()
         rows.append(
             {
                 "case": case,
                 "qf": qf,
                 "image": path.stem,
-                "psnr_in": psnr_or_cap(gt, dec.rgb),
+                "psnr_in": psnr_or_cap(gt, lq),
                 "psnr_out": psnr_or_cap(gt, out),
                 "qf_true": qf if case != "never_compressed" else None,
                 "qf_used": d.qf,
                 "source": d.source,
                 "offset": f"{d.offset[0]},{d.offset[1]}",
-                "unchanged": bool(np.array_equal(out, dec.rgb)),
+                "unchanged": bool(np.array_equal(out, lq)),
                 "seconds": time.perf_counter() - t,
                 "message": d.message,
             }

@@ -14,8 +14,9 @@ in JSON). Params (all optional): ``qf`` (1..100; default: decided as ``restore``
 pipeline/restoration/photo.py), ``tile`` (0 = whole image, or a multiple of 8 larger than the
 overlap), ``tta`` (average the 8 flips/rotations), ``base64`` (the PNG as base64 text:
 ``spark_udf`` has no binary result type). Output, one row per image: ``image`` (the restored
-PNG), ``qf`` (the QF used; NaN for a photo left unchanged) and ``qf_source`` (user, header,
-pixels, estimated, or none when no JPEG compression was found).
+PNG, upright, with the photo's ICC profile, EXIF and XMP), ``qf`` (the QF used; NaN for a photo
+left unchanged) and ``qf_source`` (user, header, pixels, estimated, or none when no JPEG
+compression was found).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class JpegRestorationModel(mlflow.pyfunc.PythonModel):
             except images.ImageError as e:
                 raise _bad(str(e)) from None
             with self.lock:
-                png, d = restorer.restore_decoded(decoded)
+                png, d, _ = restorer.restore_decoded(decoded)  # PNG with the photo's metadata
             rows.append(
                 {
                     "image": base64.b64encode(png).decode("ascii") if as_text else png,

@@ -1,7 +1,17 @@
-"""Restore files and folders into an output folder: one file's failure never stops the batch."""
+"""Restore files and folders into an output folder: one file's failure never stops the batch.
+
+Folders give their images (``recursive``: their subfolders' too, mirrored in the output
+folder). Each output is written atomically (a temporary file beside it, renamed into place) and
+an existing output is skipped, so a batch killed at any point and run again restores every
+photo exactly once. The report (CSV, also written atomically) says what happened to each file.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -11,93 +21,189 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core import images
+from pipeline.core.files import write_bytes
 from pipeline.core.images import ImageError
+from pipeline.restoration.options import OutputOptions
 from pipeline.restoration.restorer import Restorer
+
+REPORT_COLUMNS = ("file", "output", "status", "size", "qf", "qf_source", "decision", "seconds", "message")
+LEFTOVER = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # files.replacing's temporary name for <name>
 
 
 @dataclass
 class FileResult:
-    """What happened to one input: status is "restored", "failed" or "skipped"."""
+    """What happened to one input: status is "restored", "failed" or "skipped"; message: why it
+    failed or was skipped, or what of the input its output could not keep."""
 
     path: Path
     status: str
     message: str = ""
     output: Path | None = None
+    size: tuple[int, int] | None = None
     qf: float | None = None
     qf_source: str = ""
+    decision: str = ""
     seconds: float = 0.0
+
+    def row(self) -> dict[str, str]:
+        """The report's row."""
+        return {
+            "file": str(self.path),
+            "output": "" if self.output is None else str(self.output),
+            "status": self.status,
+            "size": "" if self.size is None else f"{self.size[0]}x{self.size[1]}",
+            "qf": "" if self.qf is None else f"{self.qf:g}",
+            "qf_source": self.qf_source,
+            "decision": self.decision,
+            "seconds": f"{self.seconds:.2f}",
+            "message": self.message,
+        }
 
 
 @dataclass
 class Summary:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    report_error: str = ""
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.count("failed") else 0
+        return 1 if self.count("failed") or self.report_error else 0
 
     def line(self) -> str:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("restored", "failed", "skipped"))
         return f"{counts} in {self.seconds:.1f} s"
 
 
-def collect_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[FileResult]]:
-    """Files to try, and the entries of folders that are not images (reported as skipped).
+def collect_inputs(
+    inputs: Sequence[Path], recursive: bool = False, outdir: Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+    """(file, its path relative to the input it came from) pairs to try, and what was skipped:
+    entries of folders that are not images, and subfolders unless ``recursive``.
 
-    A folder contributes its files, non-recursively and sorted; a file named explicitly is
-    always tried, whatever its suffix, so a non-image given by name is a failure.
+    Folders give their images sorted by name, never hidden files or folders nor ``outdir``; a
+    file named explicitly is always tried, whatever its suffix, so a non-image given by name is a
+    failure.
     """
     files, skipped = [], []
+    out = outdir.resolve() if outdir is not None else None
     for path in map(Path, inputs):
         if not path.is_dir():
-            files.append(path)
+            files.append((path, Path(path.name)))
             continue
-        for entry in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-            if entry.suffix.lower() in images.IMAGE_SUFFIXES:
-                files.append(entry)
-            else:
-                skipped.append(FileResult(entry, "skipped", "not an image file"))
+        for folder, dirs, names in os.walk(path):
+            here = Path(folder)
+            subdirs = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != out)
+            dirs[:] = subdirs if recursive else []
+            if not recursive:
+                skipped += [FileResult(here / d, "skipped", "a folder (use -r to restore subfolders)") for d in subdirs]
+            for name in sorted(n for n in names if not n.startswith(".")):
+                entry = here / name
+                if entry.suffix.lower() in images.IMAGE_SUFFIXES:
+                    files.append((entry, entry.relative_to(path)))
+                else:
+                    skipped.append(FileResult(entry, "skipped", "not an image file"))
     return files, skipped
 
 
 def restore_paths(
-    restorer: Restorer, inputs: Sequence[Path], outdir: Path, *, overwrite: bool = False, verbose: bool = False
+    restorer: Restorer,
+    inputs: Sequence[Path],
+    outdir: Path,
+    *,
+    output: OutputOptions | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
+    report: Path | None = None,
 ) -> Summary:
-    """Restore every image in ``inputs`` (files or folders) into ``outdir/<stem>.png``.
+    """Restore every image in ``inputs`` (files or folders) into ``outdir`` (``output``'s format,
+    the input's name and, with ``recursive``, its subfolder), writing ``report`` (CSV) at the end,
+    also when the batch is interrupted.
 
-    Problems are reported on stderr naming the file, and never stop the batch; ``verbose``
-    prints one line per restored file (size, the QF/grid decision and why, engine, seconds) on
-    stdout. A photo left unchanged (no JPEG traces) is always reported. An image of several tiles
-    reports its tiles done on stderr (the bar's postfix on a terminal, else one line per tile).
+    Problems are reported on stderr naming the file, and never stop the batch; so is what of a
+    photo its output could not keep (a corrupt EXIF, an invalid ICC profile). ``verbose`` prints
+    one line per restored file (size, the QF/grid decision and why, turned upright, engine,
+    seconds) on stdout; a photo left unchanged (no JPEG traces) is always reported. An image of
+    several tiles reports its tiles done on stderr (the bar's postfix on a terminal, else one
+    line per tile).
     """
     start = time.perf_counter()
-    outdir = Path(outdir)
-    files, skipped = collect_inputs(inputs)
+    outdir, output = Path(outdir), output or OutputOptions()
+    files, skipped = collect_inputs(inputs, recursive, outdir)
     summary = Summary(results=list(skipped))
     for r in skipped:
         tqdm.write(f"{r.path}: skipped, {r.message}", file=sys.stderr)
     claimed: dict[Path, Path] = {}
-    sources = {f.resolve() for f in files if f.exists()}
+    sources = {f.resolve() for f, _ in files if f.exists()}
+    leftovers = Leftovers()
     bar = tqdm(files, unit="file", disable=None, file=sys.stderr)
-    label = f"engine {restorer.label}"
-    for src in bar:
-        out = outdir / f"{src.stem}.png"
-        result = _restore_one(restorer, src, out, claimed, sources, overwrite, bar)
-        summary.results.append(result)
-        if result.status != "restored":
-            tqdm.write(f"{src}: {result.status}, {result.message}", file=sys.stderr)
-        elif verbose or result.qf is None:
-            tqdm.write(f"{src.name}: {result.message}, {label}, {result.seconds:.2f} s")
-    summary.seconds = time.perf_counter() - start
+    s = restorer.options.strength
+    label = ("" if s == 1 else f"strength {s:g}, ") + f"engine {restorer.label}"
+    try:
+        for src, rel in bar:
+            out = outdir / rel.with_suffix(images.FORMATS[output.format])
+            result = _restore_one(restorer, src, out, output, claimed, sources, overwrite, leftovers, bar)
+            summary.results.append(result)
+            if result.status != "restored":
+                tqdm.write(f"{src}: {result.status}, {result.message}", file=sys.stderr)
+                continue
+            if result.message:
+                tqdm.write(f"{src}: warning: {result.message}", file=sys.stderr)
+            if verbose or result.qf is None:
+                w, h = result.size
+                tqdm.write(f"{rel}: {w}x{h}, {result.decision}, {label}, {result.seconds:.2f} s")
+    finally:
+        summary.seconds = time.perf_counter() - start
+        if report is not None:
+            try:
+                write_report(report, summary.results)
+            except OSError as e:
+                summary.report_error = f"cannot write the report {report} ({e.strerror or e})"
+                print(f"error: {summary.report_error}", file=sys.stderr)
     return summary
 
 
+def write_report(path: Path, results: Sequence[FileResult]) -> None:
+    """The CSV report, written atomically: one row per input (``REPORT_COLUMNS``)."""
+    buf = io.StringIO()
+    rows = csv.DictWriter(buf, REPORT_COLUMNS)
+    rows.writeheader()
+    rows.writerows(r.row() for r in results)
+    write_bytes(path, buf.getvalue().encode())
+
+
+class Leftovers:
+    """Temporary files a killed batch left beside its outputs, found once per output folder and
+    removed when the output they were for is written."""
+
+    def __init__(self) -> None:
+        self.found: dict[Path, dict[str, list[Path]]] = {}
+
+    def clear(self, out: Path) -> None:
+        if out.parent not in self.found:
+            by_name: dict[str, list[Path]] = {}
+            for p in out.parent.iterdir() if out.parent.is_dir() else ():
+                if m := LEFTOVER.match(p.name):
+                    by_name.setdefault(m.group(1), []).append(p)
+            self.found[out.parent] = by_name
+        for p in self.found[out.parent].pop(out.name, []):
+            p.unlink(missing_ok=True)
+
+
 def _restore_one(
-    restorer: Restorer, src: Path, out: Path, claimed: dict[Path, Path], sources: set[Path], overwrite: bool, bar: tqdm
+    restorer: Restorer,
+    src: Path,
+    out: Path,
+    output: OutputOptions,
+    claimed: dict[Path, Path],
+    sources: set[Path],
+    overwrite: bool,
+    leftovers: Leftovers,
+    bar: tqdm,
 ) -> FileResult:
     t0 = time.perf_counter()
     if out in claimed:  # a.jpg and a.png in one batch would both become a.png
@@ -106,19 +212,25 @@ def _restore_one(
     if out.resolve() in sources:  # restoring into the input folder must not replace an input
         return FileResult(src, "failed", f"output {out} would replace an input file")
     if out.exists() and not overwrite:
-        return FileResult(src, "skipped", f"{out} exists (use --overwrite to replace it)")
+        return FileResult(src, "skipped", f"{out} exists (use --overwrite to replace it)", out)
+
+    def step(done: int, total: int) -> None:
+        if bar.disable and total > 1:
+            print(f"{src.name}: tile {done}/{total}", file=sys.stderr, flush=True)
+        bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=total > 1)
+
     try:
         decoded = images.read_decoded(src)
-        h, w = decoded.rgb.shape[:2]
-
-        def step(done: int, total: int) -> None:
-            if bar.disable and total > 1:
-                print(f"{src.name}: tile {done}/{total}", file=sys.stderr, flush=True)
-            bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=total > 1)
-
-        original = src.read_bytes() if decoded.bits == 16 else None
-        data, d = restorer.restore_decoded(decoded, step, original, src.suffix)
-        images.write_bytes(out, data)
+        result = restorer.restore_decoded(decoded, step, output)
     except (ImageError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. out of GPU memory
         return FileResult(src, "failed", str(e).removeprefix(f"{src}: "))
-    return FileResult(src, "restored", f"{w}x{h}, {d.message}", out, d.qf, d.source, time.perf_counter() - t0)
+    d = result.decision
+    turned = "" if decoded.orientation == 1 else f", turned upright (EXIF orientation {decoded.orientation})"
+    done = FileResult(src, "restored", "; ".join(result.notes), out, decoded.size, d.qf, d.source, d.message + turned)
+    try:
+        leftovers.clear(out)
+        write_bytes(out, result.data)  # a full or read-only folder leaves no partial file
+    except OSError as e:
+        done.status, done.output, done.message = "failed", None, f"cannot write {out} ({e.strerror or e})"
+    done.seconds = time.perf_counter() - t0
+    return done

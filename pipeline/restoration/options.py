@@ -1,8 +1,13 @@
-"""RestoreOptions: every option that changes a restored photo, each default written once.
+"""RestoreOptions: every option that changes a restored photo, each default written once; and
+OutputOptions: how a restored photo is written as a file.
 
-Built from params.yaml's ``evaluate`` section (the evaluate stage), from argv (``restore``,
-``pipeline.test``), from the app's widgets and from a served model's metadata and request; every
-door hands them to a ``Restorer`` (``pipeline/restoration/restorer.py``).
+RestoreOptions are built from params.yaml's ``evaluate`` section (the evaluate stage), from argv
+(``restore``, ``pipeline.test``), from the app's widgets and from a served model's metadata and
+request; every door hands them to a ``Restorer`` (``pipeline/restoration/restorer.py``).
+OutputOptions are apart because they do not change the restored pixels, only the file made of
+them (``writer.py``): the doors that write files (``restore``, the app) take them from the user,
+the served model answers PNG with the photo's metadata (its signature), and the evaluate stage,
+which scores pixels and writes no photos, never sees them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline.core.images import FORMATS
 
 ENGINES = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "f32", "bf16")
@@ -28,7 +35,8 @@ class RestoreOptions:
     overlap: pixels shared by neighbouring tiles; tta: average the 8 flips/rotations (8x slower);
     projection: clip into the JPEG's quantization cells (auto: where exact; on; off);
     engine: what runs the network (auto: the fastest installed, ``engines.py``); precision:
-    OpenVINO's (auto: bf16 where the CPU runs it natively, measured free); device: auto, cpu, cuda.
+    OpenVINO's (auto: bf16 where the CPU runs it natively, measured free); device: auto, cpu, cuda;
+    strength: how much of the restoration to keep, 0..1 (the rest is the input: grain back).
     """
 
     qf: float | None = None
@@ -39,10 +47,13 @@ class RestoreOptions:
     engine: str = "auto"
     precision: str = "auto"
     device: str = "auto"
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.qf is not None and not 1 <= self.qf <= 100:
             raise OptionsError(f"qf must be in 1..100 (or left out to decide per photo), got {self.qf}")
+        if not 0 <= self.strength <= 1:
+            raise OptionsError(f"strength must be in 0..1, got {self.strength:g}")
         if self.tile < 0 or self.tile % 8 or self.overlap < 0 or (self.tile and self.overlap >= self.tile):
             raise OptionsError(
                 "tile must be 0 or a multiple of 8 and overlap in 0..tile-1, "
@@ -59,8 +70,9 @@ class RestoreOptions:
 
     @classmethod
     def from_params(cls, evaluate: Any, **changes: Any) -> RestoreOptions:
-        """The evaluate stage's options (params.yaml ``evaluate``), with ``changes``."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"qf"}
+        """The evaluate stage's options (params.yaml ``evaluate``), with ``changes``; the QF is
+        decided per photo and the network is scored at full strength."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"qf", "strength"}
         return cls(**{n: getattr(evaluate, n) for n in names}, **changes)
 
     def replace(self, **changes: Any) -> RestoreOptions:
@@ -74,3 +86,20 @@ class RestoreOptions:
     def runtime(self) -> tuple[str, str, str]:
         """What building an engine depends on: (engine, precision, device)."""
         return self.engine, self.precision, self.device
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """format: png, tiff, jpeg or webp (lossless); quality: JPEG's, 1..100 (4:4:4 chroma,
+    optimised Huffman tables); strip_metadata: drop EXIF, XMP and GPS, keep the ICC profile
+    (colour is not private). 16-bit photos stay 16-bit in PNG and TIFF."""
+
+    format: str = "png"
+    quality: int = 95
+    strip_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise OptionsError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not 1 <= self.quality <= 100:
+            raise OptionsError(f"quality must be in 1..100, got {self.quality}")

@@ -3,8 +3,10 @@ one (``restore``, the app, ``pipeline.test``, the evaluate stage and its real-wo
 served MLflow model, the benchmarks), so with the same options they give the same pixels.
 
 It owns the decision (``photo.decide`` with the engine's learned estimator), the tiled restore
-on the decided grid (``tiles.restore_float``) and the projection into the JPEG's quantization
-cells; ``writer`` turns the result into a file.
+on the decided grid (``tiles.restore_float``), the projection into the JPEG's quantization
+cells and the mix with the input (``strength``); ``writer`` turns the result into a file. A
+file is restored as it stores its pixels (where its 8x8 grid and tables are), and turned
+upright only when written.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pipeline.core.images import Decoded
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.restoration import photo, writer
 from pipeline.restoration.engines import Engine, build_engine
-from pipeline.restoration.options import RestoreOptions
+from pipeline.restoration.options import OutputOptions, RestoreOptions
 from pipeline.restoration.photo import Decision
 from pipeline.restoration.tiles import ProgressFn, restore_float
 
@@ -31,6 +33,19 @@ class Restored(NamedTuple):
 
     pixels: np.ndarray
     decision: Decision
+
+
+class Output(NamedTuple):
+    """One restored file: its bytes, how it was decided, and what of the input it could not keep."""
+
+    data: bytes
+    decision: Decision
+    notes: tuple[str, ...]
+
+
+def samples(image: np.ndarray, deep: np.ndarray | None = None) -> np.ndarray:
+    """The input as float32 (H, W, 3) in [0, 1]: ``deep`` (its 16-bit samples) when given."""
+    return deep / np.float32(65535) if deep is not None else image / np.float32(255)
 
 
 class Restorer:
@@ -80,13 +95,20 @@ class Restorer:
         """How to restore ``image`` (RGB uint8): the options' QF, else ``photo.decide``'s."""
         return photo.decide(self.engine.estimate, image, header, self.options.qf)
 
-    def restore(self, image: np.ndarray, decision: Decision, progress: ProgressFn | None = None) -> np.ndarray:
-        """Restore ``image`` (RGB uint8) as ``decision`` says: float32 (H, W, 3) in [0, 1]; a
-        photo left unchanged comes back exactly as it was."""
-        if decision.unchanged:
+    def restore(
+        self,
+        image: np.ndarray,
+        decision: Decision,
+        progress: ProgressFn | None = None,
+        deep: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Restore ``image`` (RGB uint8) as ``decision`` says, mixed with it as the options'
+        strength says: float32 (H, W, 3) in [0, 1]. A photo left unchanged (or at strength 0)
+        comes back exactly as it was; ``deep``: its 16-bit samples, for a 16-bit file."""
+        if decision.unchanged or self.options.strength == 0:
             if progress:
                 progress(1, 1)
-            return image.astype(np.float32) / 255.0
+            return samples(image, deep)
         o = self.options
         padded, (py, px) = photo.align(image, decision.offset)
         out = restore_float(self.engine, padded, decision.qf, o.tile, o.overlap, o.tta, progress)[py:, px:]
@@ -104,7 +126,18 @@ class Restorer:
             )
             out /= 255.0
             np.clip(out, 0.0, 1.0, out=out)
-        return np.ascontiguousarray(out)
+        return self.blend(np.ascontiguousarray(out), image, deep)
+
+    def blend(self, pixels: np.ndarray, image: np.ndarray, deep: np.ndarray | None = None) -> np.ndarray:
+        """``pixels`` (float32 [0, 1], a restoration at full strength; overwritten) mixed with the
+        input ``image`` (``deep``: its 16-bit samples) as the options' strength says."""
+        s = self.options.strength
+        if s < 1:
+            base = samples(image, deep)
+            base *= 1 - s
+            pixels *= s
+            pixels += base
+        return pixels
 
     def restore_photo(
         self, image: np.ndarray, header: jpeg.Header | None = None, progress: ProgressFn | None = None
@@ -114,12 +147,11 @@ class Restorer:
         return Restored(self.restore(image, decision, progress), decision)
 
     def restore_decoded(
-        self, decoded: Decoded, progress: ProgressFn | None = None, data: bytes | None = None, suffix: str = ""
-    ) -> tuple[bytes, Decision]:
-        """A decoded file restored and encoded in its own form (``writer``): PNG bytes and the
-        decision. ``data``/``suffix``: the file's bytes and suffix (a 16-bit PNG left unchanged
-        is written as it was)."""
-        restored = self.restore_photo(decoded.rgb, decoded.header, progress)
-        if restored.decision.unchanged:
-            return writer.unchanged_bytes(decoded, data, suffix), restored.decision
-        return writer.encode_output(restored.pixels, decoded), restored.decision
+        self, decoded: Decoded, progress: ProgressFn | None = None, output: OutputOptions | None = None
+    ) -> Output:
+        """A decoded file restored on the pixels it stores, and written upright as ``output``
+        says (default: PNG with the file's metadata) in its own form (``writer``)."""
+        decision = self.decide(decoded.rgb, decoded.header)
+        pixels = self.restore(decoded.rgb, decision, progress, decoded.rgb16)
+        data, notes = writer.encode(pixels, decoded, output)
+        return Output(data, decision, notes)
