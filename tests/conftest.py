@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,17 @@ SHARED = ROOT.parent / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"benchmark images not found at {SHARED} (only present on the project's machines)"
 )
+EXIFTOOL = shutil.which("exiftool")
+needs_exiftool = pytest.mark.skipif(
+    EXIFTOOL is None, reason="exiftool not found (Debian: apt-get install libimage-exiftool-perl; .ci/run installs it)"
+)
+
+
+def exiftool(path: Path) -> dict:
+    """Every tag exiftool reads in ``path``, as {"Group:Tag": value} with numeric values (-n);
+    its warnings under "ExifTool:Warning"."""
+    out = subprocess.run([EXIFTOOL, "-j", "-a", "-G1", "-n", str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]
 
 
 @pytest.fixture
@@ -96,3 +110,72 @@ def _no_analytics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     )
+
+
+# --- Photos as cameras and phones write them: orientation, ICC profile, EXIF (GPS, thumbnail), XMP -----
+MAKE, TAKEN = "TestCam", "2024:05:06 07:08:09"
+GPS = (52.36708, 4.88333)  # 52 deg 22' 1.5" N, 4 deg 53' 0" E
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="image/jpeg"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@functools.cache
+def icc_profile() -> bytes:
+    """A real ICC profile: LittleCMS's sRGB (588 bytes; it holds its creation time: made once)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def camera_exif(
+    width: int, height: int, orientation: int = 1, gps: bool = True, thumbnail: bool = True, order: str = ">"
+) -> bytes:
+    """An EXIF blob (TIFF structure, byte ``order``) as a camera writes it: Make,
+    DateTimeOriginal, the pixel dimensions, the orientation, a GPS position and a JPEG thumbnail
+    in IFD1."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from pipeline.core.metadata import parse_exif
+
+    exif = Image.Exif()
+    exif.endian = order
+    exif[0x010F], exif[0x0110], exif[0x0112] = MAKE, "Model 1", orientation
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0xA002], sub[0xA003] = TAKEN, width, height
+    if gps:
+        pos = exif.get_ifd(0x8825)
+        pos[1], pos[2], pos[3], pos[4] = "N", (52.0, 22.0, 1.5), "E", (4.0, 53.0, 0.0)
+    blob = bytearray(exif.tobytes()[6:])  # without "Exif\0\0"
+    if thumbnail:
+        parsed = parse_exif(bytes(blob))
+        o = parsed.order
+        ifd0 = struct.unpack_from(o + "I", blob, 4)[0]
+        n = struct.unpack_from(o + "H", blob, ifd0)[0]
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 12), (200, 30, 30)).save(buf, "JPEG")
+        ifd1 = len(blob) + len(blob) % 2
+        blob += b"\x00" * (ifd1 - len(blob))
+        thumb_at = ifd1 + 2 + 2 * 12 + 4
+        blob += struct.pack(o + "H", 2)
+        blob += struct.pack(o + "HHII", 0x0201, 4, 1, thumb_at)  # JPEGInterchangeFormat
+        blob += struct.pack(o + "HHII", 0x0202, 4, 1, len(buf.getvalue()))  # its length
+        blob += b"\x00\x00\x00\x00" + buf.getvalue()
+        struct.pack_into(o + "I", blob, ifd0 + 2 + 12 * n, ifd1)
+    return bytes(blob)
+
+
+def camera_jpeg(rgb: np.ndarray, qf: int = 90, orientation: int = 1, **exif_args: bool) -> bytes:
+    """A JPEG of ``rgb`` (its pixels as stored) with an ICC profile, camera EXIF and XMP (Pillow, 4:2:0)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    exif = camera_exif(rgb.shape[1], rgb.shape[0], orientation, **exif_args)
+    Image.fromarray(rgb).save(buf, "JPEG", quality=qf, exif=b"Exif\x00\x00" + exif, icc_profile=icc_profile(), xmp=XMP)
+    return buf.getvalue()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,9 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if not data:
         raise ImageError(f"{name}: file is empty")
     meta = probe(data, name, max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's "Corrupt EXIF data": meta.notes say what is not kept
+        header = read_header(data)
     buf = np.frombuffer(data, np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
@@ -132,7 +136,6 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
         raise ImageError(f"{name}: unsupported channel count {img.shape[2]}")
     rgb = ((deep.astype(np.uint32) + 128) // 257).astype(np.uint8) if bits == 16 else deep
     is_gray = bool(np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]))
-    header = read_header(data)
     qf, exact = (None, False) if header is None else (header.qf, header.exact)
     rgb16 = deep if bits == 16 else None
     return Decoded(np.ascontiguousarray(rgb), alpha, bits, qf, exact, is_gray, header, meta, rgb16)
@@ -142,9 +145,11 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> M
     """A file's metadata, from its header (nothing decoded); raises ImageError for an image over
     ``max_pixels``, so that it is refused before decoding."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            meta = read_metadata(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's "Corrupt EXIF data": read_metadata notes what is broken
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                meta = read_metadata(im)
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: image is over the {max_pixels / 1e6:.0f} MP pixel limit") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):

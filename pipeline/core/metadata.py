@@ -205,11 +205,11 @@ def read_metadata(im: Image.Image) -> Metadata:
     if im.format == "TIFF":
         xmp = im.tag_v2.get(700) or xmp
     xmp = xmp.encode() if isinstance(xmp, str) else xmp
-    exif, orientation = _exif_blob(im), 1
+    exif, orientation = _exif_blob(im), im.getexif().get(ORIENTATION, 1) if im.format == "TIFF" else 1
     if exif is not None:
         try:
             parsed = parse_exif(exif)
-            orientation = parsed.number(0, ORIENTATION) or 1
+            orientation = parsed.number(0, ORIENTATION) or orientation
         except (MetadataError, struct.error) as e:
             notes.append(f"EXIF not kept (corrupt: {e})")
             exif = None
@@ -219,14 +219,15 @@ def read_metadata(im: Image.Image) -> Metadata:
 # A TIFF file's own IFD0 holds its image structure besides EXIF tags: these are not EXIF.
 STRUCTURE = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 322, 323, 324, 325}
 STRUCTURE |= {338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532, 700, 34675, 37724, 50341}
+LAYOUT = {ORIENTATION, 282, 283, 296}  # a TIFF's orientation and resolution: EXIF only beside other tags
 
 
 def _exif_blob(im: Image.Image) -> bytes | None:
-    if im.format == "TIFF":
+    if im.format == "TIFF":  # its EXIF tags are the file's own: made into an EXIF blob
         exif = im.getexif()
         for tag in STRUCTURE & set(exif):
             del exif[tag]
-        return exif.tobytes()[len(EXIF_PREFIX) :] if len(exif) else None
+        return exif.tobytes()[len(EXIF_PREFIX) :] if set(exif) - LAYOUT else None
     blob = im.info.get("exif") or None
     return blob[len(EXIF_PREFIX) :] if blob and blob.startswith(EXIF_PREFIX) else blob
 
