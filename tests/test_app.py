@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -11,9 +13,12 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from conftest import MAKE, camera_jpeg, icc_profile
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common
+from app_pages import photos as photos_mod
 from pipeline.core import images
 from pipeline.evaluation import results
 from pipeline.mlops import registry, tracking
@@ -234,3 +239,96 @@ def test_clean_upload_is_left_unchanged_unless_forced(mlflow_uri, ckpt, tmp_path
     assert np.array_equal(at.session_state["restored"][1][0], rgb)
     next(c for c in at.checkbox if c.label == "Restore it anyway").check().run()
     assert not at.exception and "Restored (QF 95)" in captions(at)
+
+
+def test_one_photo_keeps_its_metadata_and_says_where_it_was_taken(store, image_factory):
+    rgb = image_factory(40, 56, 2)
+    at = upload(app(), "phone.jpg", camera_jpeg(rgb, 30, orientation=6))
+    assert not at.exception and not at.error
+    assert "Input: phone.jpg (40x56)" in captions(at)  # shown upright
+    assert any("EXIF orientation 6" in c.value for c in at.caption)
+    assert any("carries a GPS position" in w.value and "Strip metadata" in w.value for w in at.warning)
+    restored, png = at.session_state["restored"][1][:2]
+    assert restored.shape == (56, 40, 3)
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.info["icc_profile"] == icc_profile() and im.getexif()[0x010F] == MAKE and im.size == (40, 56)
+
+    next(s for s in at.slider if s.label == "Strength").set_value(0.0).run()
+    np.testing.assert_array_equal(at.session_state["restored"][1][0], at.session_state["decoded"][1].upright())
+    next(s for s in at.selectbox if s.label == "Save as").set_value("webp").run()
+    next(c for c in at.checkbox if c.label == "Strip metadata").check().run()
+    assert not at.exception and at.download_button[0].label == "Download the restored WebP"
+    assert any("is removed" in i.value for i in at.info)
+    with Image.open(io.BytesIO(at.session_state["restored"][1][1])) as im:
+        assert im.format == "WEBP" and im.info["icc_profile"] == icc_profile() and not im.getexif()
+
+
+def test_several_photos_give_a_table_and_one_zip(store, image_factory):
+    orientations = (1, 6, 3)
+    photos = [(f"p{i}.jpg", camera_jpeg(image_factory(40, 48 + 8 * i, i), 30, o)) for i, o in enumerate(orientations)]
+    at = app()
+    at.radio[0].set_value("Upload").run()
+    at.file_uploader[0].set_value([(n, d, "image/jpeg") for n, d in photos]).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["p0.jpg", "p1.jpg", "p2.jpg"] and list(table["QF"]) == [30.0] * 3
+    assert list(table["size"]) == ["48x40", "40x56", "64x40"] and list(table["GPS"]) == [True] * 3
+    assert "turned upright (EXIF orientation 6)" in table["decision"][1]
+    assert any("3 of these photos carry a GPS position" in w.value for w in at.warning)
+    assert at.download_button[0].label == "Download 3 restored photos (zip)"
+    with zipfile.ZipFile(io.BytesIO(at.session_state["batch"][1][1])) as z:
+        assert z.namelist() == ["p0.png", "p1.png", "p2.png"]
+        for name in z.namelist():
+            with Image.open(io.BytesIO(z.read(name))) as im:
+                assert im.info["icc_profile"] == icc_profile() and im.getexif()[0x010F] == MAKE
+                assert im.getexif().get_ifd(0x8825)[2] == (52.0, 22.0, 1.5)
+        assert Image.open(io.BytesIO(z.read("p1.png"))).size == (40, 56)  # upright
+
+    next(s for s in at.selectbox if s.label == "Save as").set_value("jpeg").run()
+    next(c for c in at.checkbox if c.label == "Strip metadata").check().run()
+    assert not at.exception
+    with zipfile.ZipFile(io.BytesIO(at.session_state["batch"][1][1])) as z:
+        assert z.namelist() == ["p0.jpg", "p1.jpg", "p2.jpg"]
+        for name in z.namelist():
+            with Image.open(io.BytesIO(z.read(name))) as im:
+                assert im.format == "JPEG" and im.info["icc_profile"] == icc_profile() and not im.getexif()
+
+
+def test_a_zip_of_photos_is_restored_as_a_batch(store, image_factory):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("holiday/a.jpg", images.encode_jpeg(image_factory(40, 48, 1), 30))
+        z.writestr("holiday/b.jpg", images.encode_jpeg(image_factory(40, 48, 2), 40))
+        z.writestr("holiday/broken.jpg", b"not a photo")
+        z.writestr("__MACOSX/holiday/._a.jpg", b"resource fork")
+        z.writestr("holiday/notes.txt", b"not a photo either")
+    at = app()
+    at.radio[0].set_value("Upload").run()
+    at.file_uploader[0].set_value(("photos.zip", buf.getvalue(), "application/zip")).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["holiday/a.jpg", "holiday/b.jpg", "holiday/broken.jpg"]
+    assert list(table["QF"][:2]) == [30.0, 40.0] and table["status"][2].startswith("failed: not a readable image")
+    assert "1 of 3 photos could not be restored" in at.error[0].value
+    assert at.download_button[0].label == "Download 2 restored photos (zip)"
+    with zipfile.ZipFile(io.BytesIO(at.session_state["batch"][1][1])) as z:
+        assert z.namelist() == ["holiday/a.png", "holiday/b.png"]
+
+
+def test_upload_helpers():
+    assert photos_mod.output_names(["a.jpg", "a.png", "x/a.jpg", "a.webp"], ".png") == [
+        "a.png",
+        "a_2.png",
+        "x/a.png",
+        "a_3.png",
+    ]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in ("../../etc/a.jpg", "/abs/b.png", ".hidden/c.jpg", "d.txt", "e/.f.jpg"):
+            z.writestr(name, b"x")
+    assert [n for n, _ in photos_mod.unpack([("z.zip", buf.getvalue())])] == ["etc/a.jpg", "abs/b.png"]
+    with pytest.raises(photos_mod.UploadError, match="bad.zip: not a readable zip"):
+        photos_mod.unpack([("bad.zip", b"PK nothing")])
+    assert photos_mod.gps_text(images.decode_image(camera_jpeg(np.zeros((8, 8, 3), np.uint8))).meta) == (
+        "52.36708° N, 4.88333° E"
+    )
