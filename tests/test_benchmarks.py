@@ -106,6 +106,33 @@ def test_bench_restore_compares_engines(tmp_path: Path) -> None:
     assert all(r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in got["large"])
 
 
+def test_bench_formats_says_what_each_format_keeps(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from benchmarks import bench_formats
+    from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("qacnet", width=8, mid_blocks=1)
+    for name, p in model.named_parameters():
+        if "film" in name or "tail" in name:  # both start at zero (the identity): a model that changes the photo
+            torch.nn.init.normal_(p, std=0.5)
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, "qacnet", {"width": 8, "mid_blocks": 1}, model, {})
+    for i in range(2):
+        images.write_png(tmp_path / "refs" / f"{i}.png", smooth_image(64, 80, seed=i))
+    out = tmp_path / "formats.json"
+    args = ["--live1", str(tmp_path / "refs"), "--qfs", "20,40", "--ckpt", str(ckpt), "--json", str(out)]
+    assert bench_formats.main(args) == 0
+    got = json.loads(out.read_text())
+    assert got["images"] == 2 and got["quality"] == 95 and set(got["qfs"]) == {"20", "40"}
+    for row in got["qfs"].values():
+        assert row["png"]["gain"] == row["webp"]["gain"]  # both lossless
+        assert row["jpeg"]["bytes"] < row["png"]["bytes"]
+    assert "JPEG 95 keeps" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_bench_serve_rows_per_engine_and_clients(tmp_path: Path) -> None:
     """Two real servers (torch and the default engine) on 127.0.0.1, a few requests each."""

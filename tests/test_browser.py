@@ -1,4 +1,4 @@
-"""One real-browser test: `streamlit run app.py` served on 127.0.0.1, loaded in headless Chromium.
+"""Real-browser tests: `streamlit run app.py` served on 127.0.0.1, loaded in headless Chromium.
 
 Chromium's one-shot ``--dump-dom``/``--screenshot`` cannot wait for a Streamlit page: with
 ``--virtual-time-budget`` the app's server pings time out in virtual time and the page never
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import camera_jpeg
 from websockets.sync.client import connect
 
 from pipeline.core import images
@@ -166,3 +167,45 @@ def test_default_page_shows_a_restored_sample_photo(server, devtools, tmp_path):
     rgb = images.decode_image(shot, "screenshot.png").rgb
     assert rgb.shape[1] == 1400 and rgb.shape[0] > 1000  # the window, less what the browser keeps
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 1000  # a photo, not a blank or flat page
+
+
+def evaluate(send, expression: str):
+    return send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+
+def test_batch_view_restores_three_uploads(server, devtools, tmp_path, image_factory):
+    """Three photos uploaded through the page's file input: a table of decisions and one zip; no
+    Deploy button (.streamlit/config.toml's toolbarMode)."""
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"photo{i}.jpg")
+        images.write_bytes(paths[-1], camera_jpeg(image_factory(48, 64, i), 30, orientation=(1, 6, 3)[i]))
+    devtools("Page.navigate", url=server)
+    labels = """document.querySelectorAll('[data-testid="stRadio"] label')"""
+    radio = f"[...{labels}].find(l => l.innerText.includes('Upload'))"
+    wait_for(lambda: evaluate(devtools, f"!!({radio})"), 60, "the Photo radio")
+    assert evaluate(devtools, "document.querySelector('[data-testid=\"stAppDeployButton\"]') === null")
+    evaluate(devtools, f"{radio}.click()")
+    picker = 'input[data-testid="stFileUploaderDropzoneInput"]'
+    wait_for(lambda: evaluate(devtools, f"!!document.querySelector('{picker}')"), 60, "the file uploader")
+    root = devtools("DOM.getDocument")["root"]["nodeId"]
+    node = devtools("DOM.querySelector", nodeId=root, selector=picker)["nodeId"]
+    devtools("DOM.setFileInputFiles", files=[str(p) for p in paths], nodeId=node)
+
+    done = """JSON.stringify({
+      state: document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState ?? null,
+      table: document.querySelectorAll('[data-testid="stDataFrame"]').length,
+      download: [...document.querySelectorAll('[data-testid="stDownloadButton"] button')].map(b => b.innerText),
+      errors: document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]').length,
+    })"""
+
+    def batch_shown() -> dict | None:
+        state = json.loads(evaluate(devtools, done))
+        ready = state["state"] == "notRunning" and state["table"] and state["download"]
+        return state if ready else None
+
+    state = wait_for(batch_shown, 120, "the batch table and its zip in the browser")
+    (tmp_path / "batch.png").write_bytes(base64.b64decode(devtools("Page.captureScreenshot", format="png")["data"]))
+    assert state["errors"] == 0 and state["download"] == ["Download 3 restored photos (zip)"]
+    text = evaluate(devtools, "document.body.innerText")
+    assert "3 photos" in text and "3 of these photos carry a GPS position" in text

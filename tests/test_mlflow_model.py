@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import io
 import json
 import shutil
 import sys
@@ -20,7 +21,9 @@ import pandas as pd
 import pytest
 import streamlit as st
 import yaml
+from conftest import MAKE, camera_jpeg, icc_profile
 from mlflow.exceptions import MlflowException
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.bench_serve import Server
@@ -91,6 +94,10 @@ def test_one_artifact_two_front_doors(store, photo, one_torch_thread):
         40,
         3,
     )
+    out = model.predict(pd.DataFrame({"image": [camera_jpeg(rgb, 20, orientation=6)]}))  # a phone's photo
+    with Image.open(io.BytesIO(out.image[0])) as im:  # upright, with its colour profile and EXIF
+        assert im.format == "PNG" and im.size == (rgb.shape[0], rgb.shape[1])
+        assert im.info["icc_profile"] == icc_profile() and im.getexif()[0x010F] == MAKE
     run_id = registry.alias_version("jpeg-restoration", "champion")["run_id"]
     assert registry.checkpoint_from_uri(f"runs:/{run_id}/model").read_bytes() == SHIPPED.read_bytes()
 
@@ -227,8 +234,8 @@ def test_spark_udf_over_a_folder(store, tmp_path, monkeypatch):
     from tests.conftest import smooth_image
 
     originals = {f"p{i}.jpg": smooth_image(48, 64 + 8 * i, seed=i) for i in range(3)}
-    for name, rgb in originals.items():
-        images.write_bytes(tmp_path / "photos" / name, images.encode_jpeg(rgb, 20))
+    for name, rgb in originals.items():  # as a camera writes them: colour profile, EXIF, XMP
+        images.write_bytes(tmp_path / "photos" / name, camera_jpeg(rgb, 20))
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
     try:
@@ -247,4 +254,6 @@ def test_spark_udf_over_a_folder(store, tmp_path, monkeypatch):
     assert sorted(Path(r.path).name for r in rows) == sorted(originals)
     for r in rows:
         assert (r.qf, r.qf_source) == (20.0, "header")
-        assert images.decode_image(bytes(r.png)).rgb.shape == originals[Path(r.path).name].shape
+        restored = images.decode_image(bytes(r.png))
+        assert restored.rgb.shape == originals[Path(r.path).name].shape
+        assert restored.meta.icc == icc_profile() and restored.meta.gps is not None  # the photo's metadata kept
