@@ -118,9 +118,9 @@ def sample_photos() -> dict[str, np.ndarray]:
     return datasets.sample_images("sample_test")
 
 
-def output_options(gps: int = 0) -> OutputOptions:
-    """Widgets: the format to save in, JPEG's quality, and whether to strip the metadata (``gps``:
-    how many of the photos carry a GPS position, said beside the choice)."""
+def output_options(gps: int = 0, position: str | None = None) -> OutputOptions:
+    """Widgets: the format to save in, JPEG's quality, and whether to strip the metadata; beside
+    the choice, how many of the photos carry a GPS position (``gps``; ``position``: where, for one)."""
     default = OutputOptions()
     c1, c2, c3 = st.columns(3)
     fmt = c1.selectbox(
@@ -136,9 +136,13 @@ def output_options(gps: int = 0) -> OutputOptions:
         "Strip metadata", help="Drop EXIF, XMP and the GPS position; the colour profile stays (colour is not private)."
     )
     if gps:
-        where = "This photo carries" if gps == 1 else f"{gps} of these photos carry"
-        action = "is removed" if strip else "is kept in the download: tick 'Strip metadata' to remove it"
-        (st.info if strip else st.warning)(f"{where} a GPS position (where it was taken): it {action}.")
+        where = f"This photo carries a GPS position ({position or 'where it was taken'})"
+        if gps > 1:
+            where = f"{gps} of these photos carry a GPS position (where they were taken)"
+        if strip:
+            st.info(f"{where}: stripped from the download, with the EXIF and XMP.")
+        else:
+            st.warning(f"{where}: the download keeps it; tick 'Strip metadata' to remove it.")
     return OutputOptions(format=fmt, quality=quality, strip_metadata=strip)
 
 

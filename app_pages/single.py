@@ -63,7 +63,7 @@ def show(restorer: Restorer, model_key: str, filename: str, data: bytes, origina
             f"Stored turned (EXIF orientation {decoded.orientation}): restored on the file's own 8x8 grid, "
             "shown and saved upright."
         )
-    output = common.output_options(int(decoded.meta.has_gps))
+    output = common.output_options(int(decoded.meta.has_gps), photos.gps_text(decoded.meta))
     st.caption(f"Metadata the download keeps: {photos.kept(decoded.meta, output.strip_metadata)}.")
     overridden = qf != default_qf or force
     full_by = restorer.replace(qf=float(qf) if overridden else None, tta=tta)  # the options this photo asks for
