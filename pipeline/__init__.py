@@ -1,6 +1,6 @@
 """The jpeg-restoration library, in wings that follow its three journeys.
 
-- Restore a photo: ``core`` (files, devices, pixel I/O, JPEG forensics) -> ``restoration``
+- Restore a photo: ``core`` (files, devices, pixel and metadata I/O, JPEG forensics) -> ``restoration``
   (``RestoreOptions`` and the ``Restorer``: the decision, the engines, tiles, projection, the
   output writer, folders of files). Doors: ``python -m pipeline.restore``, ``python -m
   pipeline.test``, the app (``app.py``, ``app_pages/``) and the served model (``mlops``).

@@ -8,6 +8,7 @@ import csv
 import errno
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -273,3 +274,25 @@ def test_outputs_that_cannot_be_written_are_reported_and_the_batch_goes_on(tmp_p
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["fine/p.png"]  # nothing partial
     rows = {Path(r["file"]).parent.name: r["status"] for r in report(tmp_path / "r.csv")}
     assert rows == {"fine": "restored", "full": "failed", "locked": "failed"}
+
+
+def test_the_readme_restore_commands(tmp_path, ckpt, monkeypatch, capsys):
+    """Every ``pipeline.restore`` command the README shows, as it shows it (with a test model)."""
+    monkeypatch.chdir(tmp_path)
+    images.write_bytes(Path("photo.jpg"), camera_jpeg(photo(40, 48, 1), 30, orientation=6))
+    images.write_bytes(Path("more_photos/a.jpg"), images.encode_jpeg(photo(40, 48, 2), 40))
+    images.write_bytes(Path("phone/2024/b.jpg"), camera_jpeg(photo(40, 48, 3), 50))
+    commands = [
+        shlex.split(line.split("#")[0])[3:]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith(".venv/bin/python -m pipeline.restore ")
+    ]
+    assert len(commands) == 2
+    for args in commands:
+        assert restore(*args, "--ckpt", ckpt) == 0
+    out = capsys.readouterr().out
+    assert "photo.jpg: 40x48, QF 30 from the JPEG header, turned upright (EXIF orientation 6)" in out
+    assert sorted(p.name for p in Path("restored").iterdir()) == ["a.png", "photo.png"]
+    with Image.open("web/2024/b.jpg") as im:
+        assert im.info["icc_profile"] == icc_profile() and not im.getexif()
+    assert [r["status"] for r in report(Path("web.csv"))] == ["restored"]
