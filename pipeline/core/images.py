@@ -229,3 +229,16 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma on 0..255 values (the protocol's): 16 + (65.481 R + 128.553 G + 24.966 B)/255."""
     x = np.asarray(rgb, dtype=np.float64)
     return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+
+
+def augment(img: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations (k in 0..7) of an HWC array (training views, x8 TTA)."""
+    out = np.rot90(img, k % 4)
+    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+
+
+def unaugment(img: np.ndarray, k: int) -> np.ndarray:
+    """Undo ``augment(img, k)`` (a view)."""
+    if k >= 4:
+        img = img[:, ::-1]
+    return np.rot90(img, -(k % 4))

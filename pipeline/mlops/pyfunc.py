@@ -36,7 +36,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from packaging.version import Version
 
-from pipeline.core import images
+from pipeline.core import files, images
 from pipeline.mlops import tracking
 from pipeline.restoration.engines import installed
 from pipeline.restoration.options import OptionsError, RestoreOptions
@@ -44,6 +44,7 @@ from pipeline.restoration.restorer import Restorer
 
 CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
 ONNX = "onnx"  # artifacts/model.<sha256 of model.pt, 16 hex>.onnx: the graph pipeline/restoration/engines.py runs
+ESTIMATOR = "onnx_estimator"  # artifacts/model.<hash>.estimator.onnx: its QF estimator head
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema([ColSpec("binary", "image"), ColSpec("double", "qf"), ColSpec("string", "qf_source")]),
@@ -132,17 +133,23 @@ def example_input() -> pd.DataFrame:
     return pd.DataFrame({"image": [images.encode_jpeg(rgb, 30)]})
 
 
-def onnx_artifact(ckpt: Path) -> dict[str, str]:
-    """The checkpoint's ONNX graph, named as ``pipeline.restoration.engines`` caches it (beside the checkpoint,
-    by its content hash), so ONNX Runtime and OpenVINO find it in the model folder and a deployment
-    never exports; empty when the exporter's packages are missing (torch still serves)."""
-    from pipeline.models.checkpoint import load_checkpoint
-    from pipeline.restoration.engines import export_onnx, onnx_path
+def graph_artifacts(checkpoint: Path, ckpt: Path) -> dict[str, str]:
+    """The ONNX graphs of ``ckpt`` (a copy of ``checkpoint``), named as ``pipeline.restoration.engines``
+    caches them (beside the checkpoint, by its content hash), so ONNX Runtime and OpenVINO find
+    them in the model folder and a deployment never exports; graphs already cached beside
+    ``checkpoint`` are copied, not exported again. Empty when the exporter's packages are missing."""
+    from pipeline.restoration import engines
 
+    source, key = Path(checkpoint), files.sha256_file(ckpt)[:16]
+    for cached in source.parent.glob(f"{source.stem}.{key}.*"):
+        shutil.copyfile(cached, ckpt.with_name(f"{ckpt.stem}.{key}{cached.name.removeprefix(f'{source.stem}.{key}')}"))
     try:
-        return {ONNX: str(export_onnx(load_checkpoint(ckpt)[0], onnx_path(ckpt)))}
+        from pipeline.models.checkpoint import load_checkpoint
+
+        graph, estimator = engines.graphs(ckpt, lambda: load_checkpoint(ckpt)[0])
     except ImportError:
         return {}
+    return {ONNX: str(graph), **({ESTIMATOR: str(estimator)} if estimator else {})}
 
 
 def save_pyfunc(
@@ -162,7 +169,7 @@ def save_pyfunc(
         mlflow.pyfunc.save_model(
             path=str(dest),
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={CHECKPOINT: str(ckpt), **onnx_artifact(ckpt)},
+            artifacts={CHECKPOINT: str(ckpt), **graph_artifacts(Path(checkpoint), ckpt)},
             code_paths=[str(code)],
             signature=SIGNATURE,
             input_example=(example_input(), {"tile": config["tile"]}),
