@@ -45,6 +45,7 @@ from pipeline.restoration.restorer import Restorer
 CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
 ONNX = "onnx"  # artifacts/model.<sha256 of model.pt, 16 hex>.onnx: the graph pipeline/restoration/engines.py runs
 ESTIMATOR = "onnx_estimator"  # artifacts/model.<hash>.estimator.onnx: its QF estimator head
+INT8 = "int8"  # artifacts/model.<hash>.int8.xml (.bin, .json): its OpenVINO int8 graph, when one was made
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema([ColSpec("binary", "image"), ColSpec("double", "qf"), ColSpec("string", "qf_source")]),
@@ -149,7 +150,17 @@ def graph_artifacts(checkpoint: Path, ckpt: Path) -> dict[str, str]:
         graph, estimator = engines.graphs(ckpt, lambda: load_checkpoint(ckpt)[0])
     except ImportError:
         return {}
-    return {ONNX: str(graph), **({ESTIMATOR: str(estimator)} if estimator else {})}
+    out = {ONNX: str(graph), **({ESTIMATOR: str(estimator)} if estimator else {})}
+    int8 = engines.int8_path(graph)  # made by python -m pipeline.quantize, with its report
+    if int8.is_file():
+        out.update(
+            {
+                INT8: str(int8),
+                f"{INT8}_weights": str(int8.with_suffix(".bin")),
+                f"{INT8}_report": str(int8.with_suffix(".json")),
+            }
+        )
+    return out
 
 
 def save_pyfunc(
