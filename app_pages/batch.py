@@ -14,6 +14,7 @@ from app_pages import common, photos
 from pipeline.core import images
 from pipeline.core.metadata import Metadata
 from pipeline.restoration import tiles
+from pipeline.restoration.options import FORMATS
 from pipeline.restoration.restorer import Restorer
 
 
@@ -44,7 +45,7 @@ def show(restorer: Restorer, model_key: str, files: Sequence[tuple[str, bytes]])
     def run() -> tuple[pd.DataFrame, bytes]:
         stop = st.button("Cancel", on_click=lambda: st.session_state.update(cancelled=key))
         bar = st.progress(0.0, text=f"Restoring ({chosen_by.label})...")
-        names = photos.output_names([name for name, _ in files], images.FORMATS[output.format])
+        names = photos.output_names([name for name, _ in files], FORMATS[output.format])
         rows, outputs = [], []
         for i, ((name, data), out_name, meta) in enumerate(zip(files, names, metas, strict=True)):
 

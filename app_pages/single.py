@@ -15,6 +15,7 @@ from app_pages import common, photos
 from pipeline.core import images
 from pipeline.evaluation import metrics
 from pipeline.restoration import tiles, writer
+from pipeline.restoration.options import FORMATS
 from pipeline.restoration.restorer import Restorer
 
 
@@ -115,7 +116,7 @@ def show(restorer: Restorer, model_key: str, filename: str, data: bytes, origina
     label = "Left unchanged" if chosen.unchanged else f"Restored (QF {chosen.qf:.0f})"
     right.image(after, caption=label + ("" if strength == 1 else f", strength {strength:g}"), output_format="PNG")
     name = common.FORMAT_NAMES[output.format]
-    suffix = images.FORMATS[output.format]
+    suffix = FORMATS[output.format]
     st.download_button(
         f"Download the restored {name}", file, f"{Path(filename).stem}_restored{suffix}", common.MIME[output.format]
     )

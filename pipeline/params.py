@@ -242,10 +242,12 @@ def _check_arch_kwargs(model: ModelParams) -> ModelParams:
     return dataclasses.replace(model, **checked)
 
 
-def parse(raw: dict[str, Any]) -> Params:
-    """Validate a params mapping (as read from YAML)."""
+def parse(raw: dict[str, Any], check_archs: bool = True) -> Params:
+    """Validate a params mapping (as read from YAML). ``check_archs``: check ``model.<arch>``
+    against the architectures' constructors (imports torch; ``restore`` needs no model params)."""
     params = _build(Params, raw, "")
-    params = dataclasses.replace(params, model=_check_arch_kwargs(params.model))
+    if check_archs:
+        params = dataclasses.replace(params, model=_check_arch_kwargs(params.model))
     t = params.train
     if not 1 <= t.qf_min <= t.qf_max <= 100:
         raise ParamsError(f"train.qf_min/qf_max: need 1 <= qf_min <= qf_max <= 100, got {t.qf_min}, {t.qf_max}")
@@ -284,8 +286,8 @@ def parse(raw: dict[str, Any]) -> Params:
     return params
 
 
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file."""
+def load(path: str | Path = "params.yaml", check_archs: bool = True) -> Params:
+    """Read and validate a params file (``check_archs``: see ``parse``)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -297,6 +299,6 @@ def load(path: str | Path = "params.yaml") -> Params:
     if isinstance(ev, dict) and isinstance(ev.get("projection"), bool):  # YAML 1.1 (and `dvc exp run -S`)
         ev["projection"] = "on" if ev["projection"] else "off"  # reads a bare on/off as a boolean
     try:
-        return parse(raw)
+        return parse(raw, check_archs)
     except ParamsError as e:
         raise ParamsError(f"{path}: {e}") from None

@@ -25,12 +25,8 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from pipeline import params as params_mod
-from pipeline.core.device import DeviceError, pick_device
-from pipeline.models.checkpoint import CheckpointError
-from pipeline.restoration.batch import restore_paths
-from pipeline.restoration.engines import EngineError, resolve
 from pipeline.restoration.options import (
     DEVICES,
     ENGINES,
@@ -41,25 +37,30 @@ from pipeline.restoration.options import (
     OutputOptions,
     RestoreOptions,
 )
-from pipeline.restoration.restorer import Restorer
 
+# Everything else is imported once the arguments are parsed (``--help`` answers at once), and
+# torch and MLflow only when they are needed: the torch engine, a graph to export, a model
+# registry other than this machine's own store (``pipeline/mlops/local.py``).
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _checkpoint(args: argparse.Namespace, p: params_mod.Params, root: Path) -> Path:
+def _checkpoint(args: argparse.Namespace, register: Any, root: Path) -> Path:
     """The checkpoint the arguments ask for; raises LookupError with a clear message."""
     if args.ckpt:
         return Path(args.ckpt)
-    # mlflow takes seconds to import: only when the registry is used
-    from pipeline.mlops import registry
+    from pipeline.mlops import local
 
-    uri = args.model_uri or f"models:/{p.register.model_name}@champion"
+    uri = args.model_uri or f"models:/{register.model_name}@champion"
     try:
-        path = registry.checkpoint_from_uri(uri)
+        path = local.local_checkpoint(uri)
+        if path is None:  # another store: MLflow takes seconds to import, only then
+            from pipeline.mlops import registry
+
+            path = registry.checkpoint_from_uri(uri)
     except LookupError as e:
         if args.model_uri:
             raise
-        path = root / p.register.pretrained
+        path = root / register.pretrained
         print(f"no champion in the model registry ({e}); using {path}", file=sys.stderr)
         if not path.is_file():
             raise LookupError(f"{path}: no such checkpoint either; pass --ckpt or --model-uri") from None
@@ -154,15 +155,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     params_path = args.params or next(
         (p for p in (Path("params.yaml"), PACKAGE_ROOT / "params.yaml") if p.is_file()), Path("params.yaml")
     )
+    from pipeline import params as params_mod
+    from pipeline.core.device import device_name
+    from pipeline.restoration.batch import restore_paths
+    from pipeline.restoration.engines import resolve
+    from pipeline.restoration.restorer import Restorer
+
     try:
-        p = params_mod.load(params_path)
+        register = params_mod.load(params_path, check_archs=False).register
         options, output = options_from_args(args), output_from_args(args)
-        resolve(options.engine, pick_device(options.device))  # an engine that cannot run: before loading anything
-    except (params_mod.ParamsError, OptionsError, DeviceError, EngineError) as e:
+        resolve(options.engine, device_name(options.device))  # an engine that cannot run: before loading anything
+    except ValueError as e:  # ParamsError, OptionsError, DeviceError, EngineError
         return _usage_error(ap, re.sub(r"^(qf|strength|quality|format) must", _flag, str(e)))
     try:
-        restorer = Restorer.load(_checkpoint(args, p, params_path.resolve().parent), options)
-    except (LookupError, CheckpointError, EngineError) as e:
+        restorer = Restorer.load(_checkpoint(args, register, params_path.resolve().parent), options)
+    except (LookupError, ValueError, OSError) as e:  # no such model; CheckpointError, EngineError
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = restore_paths(

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"engine: {restorer.label}")
         on_restored = save_outputs(args.output) if args.output else None
         rows = evaluate_pairs(pairs, restorer, (mode,), on_restored)
-    except (ImageError, CheckpointError, DeviceError, EngineError, OptionsError) as e:
+    except (ImageError, CheckpointError, DeviceError, EngineError, OptionsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     wanted = mode if restorer is not None else "jpeg"

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         out = run(load(args.params), paths)
-    except (ParamsError, images.ImageError, CheckpointError, DeviceError, EngineError) as e:
+    except (ParamsError, images.ImageError, CheckpointError, DeviceError, EngineError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(

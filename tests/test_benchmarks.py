@@ -73,7 +73,10 @@ def test_bench_loader_counts_patches(tmp_path: Path, capsys) -> None:
     assert "workers   0:" in capsys.readouterr().out
 
 
-def test_bench_restore_compares_engines(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_bench_restore_end_to_end_against_a_revision(tmp_path: Path) -> None:
+    """The network per engine, ``restore`` end to end for this code and a git revision (HEAD, in
+    a temporary worktree) with the champion of a fresh registry, and the split of the time."""
     from benchmarks import bench_restore
     from pipeline.models import build_model
     from pipeline.models.checkpoint import save_checkpoint
@@ -88,12 +91,12 @@ def test_bench_restore_compares_engines(tmp_path: Path) -> None:
         str(ckpt),
         "--engines",
         engines,
-        "--size",
+        "--precisions",
+        "f32",
+        "--sizes",
         "200x136",
-        "--tiles",
-        "128",
-        "--old-rev",
-        "",
+        "--rev",
+        "HEAD",
         "--repeats",
         "1",
         "--json",
@@ -101,9 +104,14 @@ def test_bench_restore_compares_engines(tmp_path: Path) -> None:
     ]
     assert bench_restore.main(args) == 0
     got = json.loads(out.read_text())
-    assert [r["engine"] for r in got["small"]][0] == "torch" and all(r["max_diff_grey"] < 0.01 for r in got["small"])
-    assert [r["tile"] for r in got["large"]] == [128] * len(got["small"])
-    assert all(r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in got["large"])
+    assert [r["engine"] for r in got["network"]][0] == "torch" and all(
+        r["max_diff_grey"] < 0.01 for r in got["network"]
+    )
+    rows = got["end_to_end"]
+    assert [(r["code"], r["args"]) for r in rows][:2] == [("this code", ""), ("HEAD", "")]
+    assert all("error" not in r and r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in rows), rows
+    assert set(got["help_seconds"]) == {"this code", "HEAD"}
+    assert {"start_up", "decode", "decision", "network", "encoding"} <= set(got["split"]), got["split"]
 
 
 def test_bench_formats_says_what_each_format_keeps(tmp_path: Path, capsys) -> None:

@@ -86,7 +86,7 @@ def test_alignment_offsets(src: np.ndarray) -> None:
 
 def test_augment_gives_eight_distinct_views() -> None:
     img = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
-    views = {degrade.augment(img, k).tobytes() for k in range(8)}
+    views = {images.augment(img, k).tobytes() for k in range(8)}
     assert len(views) == 8
 
 

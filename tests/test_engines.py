@@ -14,7 +14,7 @@ from conftest import smooth_image
 from pipeline.core import files, images
 from pipeline.models import build_model
 from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.restoration import engines, tiles
+from pipeline.restoration import engines, export, tiles
 
 KWARGS = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
 RUNTIMES = [
@@ -67,7 +67,7 @@ def test_every_engine_carries_the_models_estimator(ckpt: Path, lq: np.ndarray) -
     """The decision needs the learned QF estimate: each engine carries it, so that no caller
     reaches into the model."""
     model = load_checkpoint(ckpt)[0]
-    want = engines.torch_estimate(model)(lq)
+    want = export.torch_estimate(model)(lq)
     assert want is not None and 0 <= want <= 100
     for name in ("torch", *(n for n in ("onnxruntime", "openvino") if engines.installed(n))):
         assert engines.build_engine(name, model, ckpt).estimate(lq) == pytest.approx(want, abs=1e-4)
@@ -77,8 +77,8 @@ def test_every_engine_carries_the_models_estimator(ckpt: Path, lq: np.ndarray) -
 def test_onnx_cache_is_keyed_by_the_checkpoint_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_ckpt(tmp_path / "model.pt", 0)
     exports: list[Path] = []
-    real = engines.export_onnx
-    monkeypatch.setattr(engines, "export_onnx", lambda m, p: exports.append(p) or real(m, p))
+    real = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda m, p: exports.append(p) or real(m, p))
     model = load_checkpoint(path)[0]
     engines.build_engine("onnxruntime", model, path)
     engines.build_engine("onnxruntime", model, path)  # cached: not exported again

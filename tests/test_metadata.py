@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipeline.core import images, metadata
 from pipeline.core.metadata import Metadata, parse_exif
+from pipeline.restoration.options import FORMATS
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
@@ -88,7 +89,7 @@ def test_decode_reads_the_metadata_and_keeps_broken_parts_out() -> None:
 FORMAT_READ = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG", "webp": "WEBP"}
 
 
-@pytest.mark.parametrize("fmt", list(images.FORMATS))
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_every_format_carries_the_metadata(tmp_path: Path, fmt: str) -> None:
     dec = images.decode_image(camera_jpeg(photo(40, 56, 2), 90, 6), "phone.jpg")
     upright = np.ascontiguousarray(dec.upright())
@@ -153,14 +154,14 @@ def test_webp_refuses_what_it_cannot_hold() -> None:
 
 
 @needs_exiftool
-@pytest.mark.parametrize("fmt", list(images.FORMATS))
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exiftool_reads_every_format_without_warnings(tmp_path: Path, fmt: str) -> None:
     dec = images.decode_image(camera_jpeg(photo(40, 56, 4), 90, 6), "phone.jpg")
     upright = np.ascontiguousarray(dec.upright())
     for name, img in (("8bit", upright), ("16bit", upright.astype(np.uint16) * 257)):
         if img.dtype == np.uint16 and fmt in ("jpeg", "webp"):
             continue
-        path = tmp_path / f"{name}{images.FORMATS[fmt]}"
+        path = tmp_path / f"{name}{FORMATS[fmt]}"
         path.write_bytes(images.encode(img, fmt, dec.meta.upright(40, 56)).data)
         tags = exiftool(path)
         assert "ExifTool:Warning" not in tags, tags["ExifTool:Warning"]

@@ -12,7 +12,7 @@ from conftest import smooth_image
 from pipeline.core import images, jpeg
 from pipeline.models import build_model
 from pipeline.restoration import photo
-from pipeline.restoration.engines import torch_estimate
+from pipeline.restoration.export import torch_estimate
 from pipeline.restoration.options import RestoreOptions
 from pipeline.restoration.restorer import Restorer
 

@@ -26,6 +26,7 @@ from pipeline.core.metadata import Metadata
 from pipeline.evaluation import metrics
 from pipeline.models import build_model
 from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration.options import FORMATS
 from pipeline.restore import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,11 +76,11 @@ def test_turned_photos_are_restored_on_their_own_grid(tmp_path, capsys):
             assert abs(gains[o] - gains[1]) < 0.02, (qf, o, gains)
 
 
-@pytest.mark.parametrize("fmt", list(images.FORMATS))
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_metadata_is_kept_in_every_format_and_stripped_on_request(tmp_path, ckpt, fmt):
     src = tmp_path / "phone.jpg"
     src.write_bytes(camera_jpeg(photo(40, 56, 1), 60, orientation=6))
-    suffix = images.FORMATS[fmt]
+    suffix = FORMATS[fmt]
     assert restore(src, "-o", tmp_path / "kept", "--ckpt", ckpt, "--format", fmt) == 0
     assert restore(src, "-o", tmp_path / "stripped", "--ckpt", ckpt, "--format", fmt, "--strip-metadata") == 0
     kept, stripped = tmp_path / "kept" / f"phone{suffix}", tmp_path / "stripped" / f"phone{suffix}"
@@ -101,20 +102,20 @@ def test_metadata_is_kept_in_every_format_and_stripped_on_request(tmp_path, ckpt
 
 
 @needs_exiftool
-@pytest.mark.parametrize("fmt", list(images.FORMATS))
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_exiftool_reads_what_restore_kept(tmp_path, ckpt, fmt):
     src = tmp_path / "phone.jpg"
     src.write_bytes(camera_jpeg(photo(40, 56, 1), 60, orientation=8))
     assert restore(src, "-o", tmp_path / "kept", "--ckpt", ckpt, "--format", fmt) == 0
     assert restore(src, "-o", tmp_path / "stripped", "--ckpt", ckpt, "--format", fmt, "--strip-metadata") == 0
-    kept = exiftool(tmp_path / "kept" / f"phone{images.FORMATS[fmt]}")
+    kept = exiftool(tmp_path / "kept" / f"phone{FORMATS[fmt]}")
     assert "ExifTool:Warning" not in kept, kept["ExifTool:Warning"]
     assert (kept["IFD0:Make"], kept["ExifIFD:DateTimeOriginal"], kept["IFD0:Orientation"]) == (MAKE, TAKEN, 1)
     assert (kept["Composite:GPSLatitude"], kept["Composite:GPSLongitude"]) == pytest.approx(GPS, abs=1e-5)
     assert (kept["ExifIFD:ExifImageWidth"], kept["ExifIFD:ExifImageHeight"]) == (40, 56)
     assert "IFD1:ThumbnailLength" not in kept  # the thumbnail showed the photo before restoring
     assert kept["XMP-dc:Format"] == "image/jpeg"
-    stripped = exiftool(tmp_path / "stripped" / f"phone{images.FORMATS[fmt]}")
+    stripped = exiftool(tmp_path / "stripped" / f"phone{FORMATS[fmt]}")
     assert not [k for k in stripped if k.startswith(("ExifIFD:", "GPS:", "XMP")) or "GPS" in k]
     assert "IFD0:Make" not in stripped and any(k.startswith("ICC") for k in stripped)
 
@@ -125,7 +126,7 @@ def test_sixteen_bit_png_stays_sixteen_bit_in_png_and_tiff(tmp_path, ckpt):
     src.write_bytes(images.encode(rgb16, "png", Metadata(icc=icc_profile())).data)
     for fmt in ("png", "tiff"):
         assert restore(src, "-o", tmp_path / fmt, "--ckpt", ckpt, "--format", fmt, "--q", 40) == 0
-        out = images.read_decoded(tmp_path / fmt / f"scan{images.FORMATS[fmt]}")
+        out = images.read_decoded(tmp_path / fmt / f"scan{FORMATS[fmt]}")
         assert out.bits == 16 and out.rgb16.shape == rgb16.shape and out.meta.icc == icc_profile()
         assert np.abs(out.rgb16.astype(int) - rgb16).max() > 0  # restored, not copied
         assert len(np.unique(out.rgb16 & 0xFF)) > 16  # 16-bit samples, not 8-bit ones times 257

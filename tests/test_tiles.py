@@ -14,7 +14,7 @@ from pipeline.data.datasets import sample_images
 from pipeline.evaluation import metrics
 from pipeline.models import build_model
 from pipeline.models.checkpoint import load_checkpoint
-from pipeline.restoration import engines, tiles
+from pipeline.restoration import engines, export, tiles
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "models" / "pretrained" / "model.pt"
@@ -119,7 +119,7 @@ def test_tta_changes_the_result(random_model: torch.nn.Module, lq: np.ndarray) -
 
 def test_without_a_qf_the_learned_estimate_conditions(random_model: torch.nn.Module) -> None:
     shifted = images.jpeg_roundtrip(smooth_image(128, 128, seed=1), 30)[3:, 5:]
-    net = engines.torch_estimate(random_model)(shifted)
+    net = export.torch_estimate(random_model)(shifted)
     assert net is not None and 0 <= net <= 100
     np.testing.assert_array_equal(restore(random_model, shifted), restore(random_model, shifted, net))
 
@@ -128,7 +128,7 @@ def test_estimate_qf_without_an_estimator() -> None:
     torch.manual_seed(0)
     dncnn = build_model("dncnn", depth=3, width=8).eval()
     shifted = images.jpeg_roundtrip(smooth_image(40, 48), 30)[3:, 5:]
-    assert engines.torch_estimate(dncnn)(shifted) is None
+    assert export.torch_estimate(dncnn)(shifted) is None
     assert restore(dncnn, shifted).shape == shifted.shape  # and restores without a QF
 
 

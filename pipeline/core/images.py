@@ -252,9 +252,21 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
 
 
+def augment(img: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations (k in 0..7) of an HWC array (training views, x8 TTA)."""
+    out = np.rot90(img, k % 4)
+    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+
+
+def unaugment(img: np.ndarray, k: int) -> np.ndarray:
+    """Undo ``augment(img, k)`` (a view)."""
+    if k >= 4:
+        img = img[:, ::-1]
+    return np.rot90(img, -(k % 4))
+
+
 # --- Restored photos as files, with their metadata -------------------------------------------
 
-FORMATS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "webp": ".webp"}  # format -> file suffix
 WEBP_MAX = 16383  # pixels across, either way
 JPEG_EXIF_MAX = 65527  # one APP1 segment less its length field and "Exif\0\0"
 JPEG_XMP_MAX = 65504  # one APP1 segment less its length field and the XMP namespace
@@ -276,8 +288,8 @@ def encode(img: np.ndarray, fmt: str, meta: Metadata | None = None, quality: int
     alpha; WebP: lossless, at most 16383 pixels across.
     """
     meta, notes = meta or Metadata(), []
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt not in ("png", "tiff", "jpeg", "webp"):
+        raise ValueError(f"format must be png, tiff, jpeg or webp, got {fmt!r}")
     if img.dtype == np.uint16 and fmt in ("jpeg", "webp"):
         raise ImageError(f"{fmt.upper()} has no 16-bit samples")
     if fmt == "png":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
@@ -136,6 +137,9 @@ def ijg_tables(qf: int) -> tuple[np.ndarray, np.ndarray]:
 
 _TABLES = {q: ijg_tables(q) for q in range(1, 101)}
 _LUMA_BY_QF = np.stack([_TABLES[q][0] for q in range(1, 101)]).astype(np.float64)  # (100, 64)
+# Per frequency, the distinct steps of the 100 qualities and which one each quality uses: the
+# lattice test runs once per distinct step (4807 of 6400), on the non-zero coefficients only.
+_STEPS, _STEP_INDEX = zip(*(np.unique(_LUMA_BY_QF[:, k], return_inverse=True) for k in range(64)), strict=True)
 _DCT8 = np.array(
     [[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * np.pi / 16) for x in range(8)] for u in range(8)]
 )  # orthonormal: the same coefficients as JPEG's DCT before quantization
@@ -195,14 +199,20 @@ _FROM_YCC = np.linalg.inv(_TO_YCC)  # exact inverse: a round trip changes nothin
 _YCC_OFFSET = np.array([0.0, 128.0, 128.0])
 
 
+# The same affine maps as 3x4 matrices for cv2.transform: float64 like numpy's matmul, but
+# vectorized over pixels and threaded (a 12 MP photo: 0.03 s instead of 1.3 s).
+_TO_YCC_AFFINE = np.hstack([_TO_YCC, _YCC_OFFSET[:, None]])
+_FROM_YCC_AFFINE = np.hstack([_FROM_YCC, -(_FROM_YCC @ _YCC_OFFSET)[:, None]])
+
+
 def to_ycc(rgb: np.ndarray) -> np.ndarray:
     """RGB (0..255, any dtype) -> float64 full-range YCbCr (JFIF), shape (H, W, 3)."""
-    return np.asarray(rgb, np.float64) @ _TO_YCC.T + _YCC_OFFSET
+    return cv2.transform(np.ascontiguousarray(rgb, np.float64), _TO_YCC_AFFINE)
 
 
 def from_ycc(ycc: np.ndarray) -> np.ndarray:
-    """Inverse of ``to_ycc`` (float, not clipped)."""
-    return (ycc - _YCC_OFFSET) @ _FROM_YCC.T
+    """Inverse of ``to_ycc`` (float64, not clipped)."""
+    return cv2.transform(np.ascontiguousarray(ycc, np.float64), _FROM_YCC_AFFINE)
 
 
 def luma(rgb: np.ndarray, rows: int = 256) -> np.ndarray:
@@ -210,7 +220,7 @@ def luma(rgb: np.ndarray, rows: int = 256) -> np.ndarray:
     12 MP photo never holds its full float64 YCbCr (288 MB)."""
     y = np.empty(rgb.shape[:2], np.float64)
     for r in range(0, rgb.shape[0], rows):
-        y[r : r + rows] = to_ycc(rgb[r : r + rows])[..., 0]
+        y[r : r + rows] = cv2.transform(np.asarray(rgb[r : r + rows], np.float64), _TO_YCC_AFFINE[:1])
     return y
 
 
@@ -246,9 +256,12 @@ def lattice_scores(y: np.ndarray, offset: tuple[int, int], max_blocks: int = 102
         return np.full(100, -1.0)
     nonzero = np.abs(coef) > 1.0  # (n, 64)
     counts = nonzero.sum(axis=0)  # (64,)
-    steps = _LUMA_BY_QF[:, None, :]  # (100, 1, 64)
-    hit = (np.abs(coef[None] - steps * np.round(coef[None] / steps)) < tol) & nonzero[None]
-    fit = hit.sum(axis=1) / np.maximum(counts, 1)  # (100, 64)
+    fit = np.zeros((100, 64))
+    for k in np.flatnonzero(counts):  # per frequency, its non-zero coefficients against each distinct step
+        c = coef[nonzero[:, k], k][None]
+        steps = _STEPS[k][:, None]
+        hit = np.abs(c - steps * np.round(c / steps)) < tol
+        fit[:, k] = hit.sum(axis=1)[_STEP_INDEX[k]] / counts[k]
     chance = 2 * tol / _LUMA_BY_QF
     score = (fit - chance) / (1 - chance)
     weight = np.where((_LUMA_BY_QF >= 3) & (counts >= 8)[None], counts[None].astype(np.float64), 0.0)
@@ -267,7 +280,10 @@ def qf_from_pixels(rgb: np.ndarray, offset: tuple[int, int] = (0, 0)) -> tuple[i
 def _phase_means(y: np.ndarray, axis: int) -> np.ndarray | None:
     """Mean absolute luma step across the block boundaries of each grid phase 0..7 along ``axis``
     (phase p: boundaries just before pixels p, p + 8, ...); None when the image is too small."""
-    d = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)  # d[k]: between pixels k and k + 1
+    # d[k]: between pixels k and k + 1; float32 and OpenCV (threaded): 0.01 s on a 12 MP photo
+    y32 = np.asarray(y, np.float32)
+    steps = cv2.absdiff(y32[1:], y32[:-1]) if axis == 0 else cv2.absdiff(y32[:, 1:], y32[:, :-1])
+    d = cv2.reduce(steps, 1 - axis, cv2.REDUCE_AVG, dtype=cv2.CV_64F).ravel()
     n = len(d) // 8 * 8
     if n < 16:
         return None

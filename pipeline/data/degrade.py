@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from pipeline.core.images import ImageError, jpeg_roundtrip, read_image
+from pipeline.core.images import ImageError, augment, jpeg_roundtrip, read_image
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,6 @@ CLEAN_LABEL = 100  # the QF label of a patch that was never compressed
 RESIZE_MIN = 0.5  # resized cases shrink the compressed image by a factor in [RESIZE_MIN, 1)
 RESIZE_FILTERS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)  # what photo tools use
 RESAVE_SHARE = 0.75  # double JPEG: share whose second quality is at least the first (a re-save)
-
-
-def augment(img: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 flips/rotations (k in 0..7) of an HWC array."""
-    out = np.rot90(img, k % 4)
-    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
 
 
 def _crop(src: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

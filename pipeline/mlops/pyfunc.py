@@ -37,7 +37,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from packaging.version import Version
 
-from pipeline.core import images
+from pipeline.core import files, images
 from pipeline.mlops import tracking
 from pipeline.restoration.engines import installed
 from pipeline.restoration.options import OptionsError, RestoreOptions
@@ -45,6 +45,8 @@ from pipeline.restoration.restorer import Restorer
 
 CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
 ONNX = "onnx"  # artifacts/model.<sha256 of model.pt, 16 hex>.onnx: the graph pipeline/restoration/engines.py runs
+ESTIMATOR = "onnx_estimator"  # artifacts/model.<hash>.estimator.onnx: its QF estimator head
+INT8 = "int8"  # artifacts/model.<hash>.int8.xml (.bin, .json): its OpenVINO int8 graph, when one was made
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema([ColSpec("binary", "image"), ColSpec("double", "qf"), ColSpec("string", "qf_source")]),
@@ -133,17 +135,33 @@ def example_input() -> pd.DataFrame:
     return pd.DataFrame({"image": [images.encode_jpeg(rgb, 30)]})
 
 
-def onnx_artifact(ckpt: Path) -> dict[str, str]:
-    """The checkpoint's ONNX graph, named as ``pipeline.restoration.engines`` caches it (beside the checkpoint,
-    by its content hash), so ONNX Runtime and OpenVINO find it in the model folder and a deployment
-    never exports; empty when the exporter's packages are missing (torch still serves)."""
-    from pipeline.models.checkpoint import load_checkpoint
-    from pipeline.restoration.engines import export_onnx, onnx_path
+def graph_artifacts(checkpoint: Path, ckpt: Path) -> dict[str, str]:
+    """The ONNX graphs of ``ckpt`` (a copy of ``checkpoint``), named as ``pipeline.restoration.engines``
+    caches them (beside the checkpoint, by its content hash), so ONNX Runtime and OpenVINO find
+    them in the model folder and a deployment never exports; graphs already cached beside
+    ``checkpoint`` are copied, not exported again. Empty when the exporter's packages are missing."""
+    from pipeline.restoration import engines
 
+    source, key = Path(checkpoint), files.sha256_file(ckpt)[:16]
+    for cached in source.parent.glob(f"{source.stem}.{key}.*"):
+        shutil.copyfile(cached, ckpt.with_name(f"{ckpt.stem}.{key}{cached.name.removeprefix(f'{source.stem}.{key}')}"))
     try:
-        return {ONNX: str(export_onnx(load_checkpoint(ckpt)[0], onnx_path(ckpt)))}
+        from pipeline.models.checkpoint import load_checkpoint
+
+        graph, estimator = engines.graphs(ckpt, lambda: load_checkpoint(ckpt)[0])
     except ImportError:
         return {}
+    out = {ONNX: str(graph), **({ESTIMATOR: str(estimator)} if estimator else {})}
+    int8 = engines.int8_path(graph)  # made by python -m pipeline.quantize, with its report
+    if int8.is_file():
+        out.update(
+            {
+                INT8: str(int8),
+                f"{INT8}_weights": str(int8.with_suffix(".bin")),
+                f"{INT8}_report": str(int8.with_suffix(".json")),
+            }
+        )
+    return out
 
 
 def save_pyfunc(
@@ -163,7 +181,7 @@ def save_pyfunc(
         mlflow.pyfunc.save_model(
             path=str(dest),
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={CHECKPOINT: str(ckpt), **onnx_artifact(ckpt)},
+            artifacts={CHECKPOINT: str(ckpt), **graph_artifacts(Path(checkpoint), ckpt)},
             code_paths=[str(code)],
             signature=SIGNATURE,
             input_example=(example_input(), {"tile": config["tile"]}),

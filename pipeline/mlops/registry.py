@@ -7,12 +7,16 @@ the checkpoint with weights-only loading; MLflow's tools load the pyfunc model.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
+from pipeline.core import files
+from pipeline.mlops.local import local_checkpoint, parse_model_uri
 from pipeline.mlops.tracking import MODEL_ARTIFACT, init_store, store_exists, tracking_uri
 
 
@@ -77,42 +81,58 @@ def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
 
 def checkpoint_from_uri(uri: str) -> Path:
     """Local path of model.pt for ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or
-    ``runs:/<run_id>/model``. Raises LookupError with a clear message when it does not exist
-    (a local store that does not exist yet is not created by this read)."""
+    ``runs:/<run_id>/model``, with the version's ONNX graphs beside it. Raises LookupError with a
+    clear message when it does not exist (a local store that does not exist yet is not created).
+
+    This machine's own store is read directly (``local.local_checkpoint``: no MLflow, no copy);
+    any other store's version is downloaded once into ``cache_dir()``, by store, version and
+    checksum, so that the next run does not download it again."""
     if not store_exists():
         raise LookupError(f"{uri}: no model registry at {tracking_uri()} yet")
+    if (path := local_checkpoint(uri)) is not None:
+        return path
     client = init_store()
     if uri.startswith("models:/"):
-        ref = uri.removeprefix("models:/")
-        name, alias = ref.split("@", 1) if "@" in ref else (ref.rsplit("/", 1)[0], None)
+        name, alias, version = parse_model_uri(uri)
         try:
-            if alias is not None:
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                mv = client.get_model_version(name, ref.rsplit("/", 1)[1])
+            mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
         except mlflow.exceptions.MlflowException:
             raise LookupError(f"{uri}: no such registered model version in {tracking_uri()}") from None
-        source = mv.source
+        source, key = mv.source, f"{name}/v{mv.version}"
     elif uri.startswith("runs:/"):
-        source = uri
+        source, key = uri, f"runs/{uri.removeprefix('runs:/').strip('/').replace('/', '_')}"
     else:
         raise LookupError(f"{uri}: expected models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/model")
-    artifacts = f"{source.rstrip('/')}/artifacts"  # the pyfunc model folder (pyfunc.py)
+    return _cached_artifacts(uri, f"{source.rstrip('/')}/artifacts", key)
+
+
+def cache_dir() -> Path:
+    """Where versions of other stores are kept once downloaded: ``$XDG_CACHE_HOME/jpeg-restoration/registry``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jpeg-restoration" / "registry"
+
+
+def _cached_artifacts(uri: str, artifacts: str, key: str) -> Path:
+    """The pyfunc folder's ``artifacts/`` (checkpoint and graphs), downloaded once per store and
+    version; a copy whose checkpoint no longer matches its recorded checksum is downloaded again."""
+    store = hashlib.sha256(tracking_uri().encode()).hexdigest()[:12]
+    folder = cache_dir() / store / key
+    ckpt, digest = folder / "model.pt", folder / "model.pt.sha256"
+    if ckpt.is_file() and digest.is_file() and digest.read_text().strip() == files.sha256_file(ckpt):
+        return ckpt
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     try:
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{artifacts}/model.pt"))
-    except (mlflow.exceptions.MlflowException, OSError):
-        raise LookupError(f"{uri}: artifact {source} holds no artifacts/model.pt") from None
-    _fetch_onnx(artifacts, path)
-    return path
-
-
-def _fetch_onnx(artifacts_uri: str, ckpt: Path) -> None:
-    """Put the version's ONNX graph (``pyfunc.onnx_artifact``) beside its downloaded
-    checkpoint, where the engines look for it; a local store already has it there, and a
-    version without one gets it exported on first use."""
-    from pipeline.restoration.engines import onnx_path  # imports torch: only where a model is loaded
-
-    onnx = onnx_path(ckpt)
-    if not onnx.is_file():
-        with contextlib.suppress(mlflow.exceptions.MlflowException, OSError):
-            mlflow.artifacts.download_artifacts(artifact_uri=f"{artifacts_uri}/{onnx.name}", dst_path=str(ckpt.parent))
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=artifacts, dst_path=str(tmp))
+        got = tmp / "artifacts" / "model.pt" if (tmp / "artifacts").is_dir() else tmp / "model.pt"
+        if not got.is_file():
+            raise LookupError(f"{uri}: artifact {artifacts} holds no model.pt")
+        (got.parent / "model.pt.sha256").write_text(files.sha256_file(got))
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        got.parent.replace(folder)
+    except (mlflow.exceptions.MlflowException, OSError) as e:
+        raise LookupError(f"{uri}: cannot fetch {artifacts}/model.pt: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ckpt

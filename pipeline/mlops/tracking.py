@@ -1,11 +1,9 @@
 """MLflow runs: the store, experiments, logging, and reading a run's artifacts back
 (``registry.py`` holds the model registry, ``pyfunc.py`` the served model).
 
-Store: ``sqlite:///<root>/mlflow.db`` where root is ``$DVC_ROOT`` (set by DVC for
-every stage, and pointing at the real repo even inside ``dvc exp run --temp/--queue``) or the
-repository that holds this package. ``$MLFLOW_TRACKING_URI`` overrides it (a team's server).
-Artifacts go under ``<root>/mlartifacts``. Runs are tagged with the DVC stage, experiment name,
-baseline revision and the git commit.
+Store: ``local.tracking_uri()`` (``sqlite:///<root>/mlflow.db``, root ``$DVC_ROOT`` or the
+checkout; ``$MLFLOW_TRACKING_URI`` overrides it). Artifacts go under ``<root>/mlartifacts``.
+Runs are tagged with the DVC stage, experiment name, baseline revision and the git commit.
 """
 
 from __future__ import annotations
@@ -21,23 +19,9 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipeline.core import files
+from pipeline.mlops.local import MODEL_ARTIFACT, project_root, store_exists, tracking_uri
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def project_root() -> Path:
-    """The repo root: $DVC_ROOT when DVC runs us, else the checkout holding this package."""
-    return Path(os.environ.get("DVC_ROOT") or PACKAGE_ROOT).resolve()
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def store_exists() -> bool:
-    """Whether the store can be read without creating it (a remote server always can)."""
-    uri = tracking_uri()
-    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+__all__ = ["MODEL_ARTIFACT", "project_root", "store_exists", "tracking_uri"]  # re-exported: the store's location
 
 
 def init_store() -> MlflowClient:
@@ -114,7 +98,6 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 
 
 EVALUATION_ARTIFACT = "evaluate/evaluation.json"  # the evaluate stage's detail file, in a run
-MODEL_ARTIFACT = "model"  # a run's pyfunc model folder (pyfunc.py): what a registered version points at
 
 
 def log_dict(data: dict[str, Any], name: str) -> None:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pipeline.core import images
 from pipeline.core.files import write_bytes
 from pipeline.core.images import ImageError
-from pipeline.restoration.options import OutputOptions
+from pipeline.restoration.options import FORMATS, OutputOptions
 from pipeline.restoration.restorer import Restorer
 
 REPORT_COLUMNS = ("file", "output", "status", "size", "qf", "qf_source", "decision", "seconds", "message")
@@ -145,7 +145,7 @@ def restore_paths(
     label = ("" if s == 1 else f"strength {s:g}, ") + f"engine {restorer.label}"
     try:
         for src, rel in bar:
-            out = outdir / rel.with_suffix(images.FORMATS[output.format])
+            out = outdir / rel.with_suffix(FORMATS[output.format])
             result = _restore_one(restorer, src, out, output, claimed, sources, overwrite, leftovers, bar)
             summary.results.append(result)
             if result.status != "restored":

@@ -3,38 +3,42 @@
 Every engine maps one tile, RGB uint8 (1, H, W, 3) with H and W multiples of 8, and a QF to
 the restored tile, float32 (1, H, W, 3) in [0, 1]; colour conversion and clamping happen
 inside the graph. It also carries the model's learned QF estimator (``estimate``), so that a
-caller never needs the model and an engine that match. ONNX Runtime and OpenVINO run the ONNX graph exported from the
-self-describing checkpoint (QF as an input, dynamic height and width), cached next to the
-checkpoint under its content hash, so a new checkpoint gets a new graph and an old one is
-never re-exported. Both runtimes are optional: without them everything runs on torch.
+caller never needs the model and an engine that match.
+
+ONNX Runtime and OpenVINO run the ONNX graphs exported from the self-describing checkpoint
+(``export.py``: the network with the QF as an input and any height and width, and its estimator
+head), cached next to the checkpoint under its content hash, so a new checkpoint gets new graphs
+and an old one is never re-exported. With the graphs cached, these engines never import torch
+(``restore`` starts in a fraction of a second). Both runtimes are optional: without them
+everything runs on torch.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from pipeline.core.files import sha256_file
 from pipeline.restoration.options import ENGINES as ENGINE_CHOICES
 from pipeline.restoration.options import PRECISIONS
 
 # bf16 (OpenVINO) changed LIVE1 PSNR by at most 0.0007 dB at any QF 10-90 and ran 1.9x faster than
-# f32 on a CPU with AVX-512 BF16 (README): ``auto`` takes it where the CPU runs bf16 natively.
-# Evaluation keeps f32 (params evaluate.precision) so that scores do not depend on the CPU.
-# Fastest first, as measured on a 2-core CPU (benchmarks/bench_restore.py, README): auto takes
-# the first one installed. On CUDA, torch is the only GPU engine here.
+# f32 on a CPU with AVX-512 BF16 (benchmarks/results/): ``auto`` takes it where the CPU runs bf16
+# natively. Evaluation keeps f32 (params evaluate.precision) so that scores do not depend on the CPU.
+# Fastest first, as measured on a 2-core CPU (benchmarks/bench_restore.py): auto takes the first
+# one installed. On CUDA, torch is the only GPU engine here.
 CPU_ORDER = ("openvino", "onnxruntime", "torch")
 RunFn = Callable[[np.ndarray, float], np.ndarray]
 EstimateFn = Callable[[np.ndarray], "float | None"]
+ModelFn = Callable[[], Any]  # loads the torch model when it is needed (a graph to export, the torch engine)
 
 
 class EngineError(ValueError):
@@ -43,29 +47,19 @@ class EngineError(ValueError):
 
 @dataclass(frozen=True)
 class Engine:
-    """A ready-to-run network: ``run(tile_u8, qf)``. One tile size suits them all: 1024 (params
-    evaluate.tile) was as fast as 768 and faster than 512 and 256 for every engine (README)."""
+    """A ready-to-run network: ``run(tile_u8, qf)`` and ``estimate(image_u8)``. One tile size
+    suits them all: 1024 was as fast as 768 and faster than 512 and 256 for every engine."""
 
     name: str
     run: RunFn
     estimate: EstimateFn
     precision: str = "f32"
+    note: str = ""  # why the precision asked for was not the one that runs (e.g. no int8 graph)
 
     @property
     def label(self) -> str:
-        return self.name if self.name == "torch" else f"{self.name} {self.precision}"
-
-
-class _Graph(nn.Module):
-    """uint8 NHWC in, float NHWC in [0, 1] out: what every engine runs."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor, qf: torch.Tensor | None) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
-        return self.net(x, qf).preds[-1].clamp(0.0, 1.0).permute(0, 2, 3, 1)
+        label = self.name if self.name == "torch" else f"{self.name} {self.precision}"
+        return f"{label} ({self.note})" if self.note else label
 
 
 def installed(name: str) -> bool:
@@ -78,11 +72,12 @@ def installed(name: str) -> bool:
         return False
 
 
-def resolve(name: str, device: torch.device | str = "cpu") -> str:
-    """The engine ``name`` means on ``device``: auto -> the fastest installed (CUDA: torch)."""
+def resolve(name: str, device: str = "cpu") -> str:
+    """The engine ``name`` means on ``device`` (``cpu``, ``cuda``, ``cuda:N``): auto -> the
+    fastest installed (CUDA: torch)."""
     if name not in ENGINE_CHOICES:
         raise EngineError(f"engine {name!r} is not one of {', '.join(ENGINE_CHOICES)}")
-    on_gpu = torch.device(device).type != "cpu"
+    on_gpu = str(device) != "cpu"
     if name == "auto":
         return "torch" if on_gpu else next(n for n in CPU_ORDER if installed(n))
     if name != "torch" and on_gpu:
@@ -97,134 +92,251 @@ def onnx_path(ckpt: Path) -> Path:
     return ckpt.with_name(f"{ckpt.stem}.{sha256_file(ckpt)[:16]}.onnx")
 
 
-def export_onnx(model: nn.Module, path: Path) -> Path:
-    """Export ``model`` (on the CPU, f32) to ``path`` atomically: inputs ``image`` uint8
-    (1, H, W, 3) and ``qf`` float (1,), output ``restored`` float (1, H, W, 3)."""
-    graph = _Graph(model).cpu().float().eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    example = (torch.zeros(1, 64, 96, 3, dtype=torch.uint8), torch.tensor([50.0]))
-    hw = {1: "height", 2: "width"}
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and still exact here
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph,
-            example,
-            str(tmp),
-            input_names=["image", "qf"],
-            output_names=["restored"],
-            dynamic_axes={"image": hw, "restored": hw},
-            opset_version=17,
-            dynamo=False,
-        )
-    tmp.replace(path)
-    return path
+def estimator_path(graph: Path) -> Path:
+    """The estimator's graph beside the restoration graph ``graph`` (same content hash)."""
+    return graph.with_suffix(".estimator.onnx")
 
 
-def cached_onnx(model: nn.Module, ckpt: Path | None) -> Path:
-    """The ONNX graph for ``model`` loaded from ``ckpt``: re-used when cached, else exported.
-    Without a checkpoint file (or a writable folder beside it) it goes to a temporary folder."""
-    if ckpt is not None:
-        path = onnx_path(Path(ckpt))
+def _cached(path: Path | None, export: Callable[[Path], Path | None]) -> Path | None:
+    """``path`` when cached, else exported there (or to a temporary folder when its own folder
+    is not writable)."""
+    if path is not None:
         if path.is_file():
             return path
         try:
-            return export_onnx(model, path)
+            return export(path)
         except OSError:
             pass
-    return export_onnx(model, Path(tempfile.mkdtemp(prefix="jpeg-restoration-")) / "model.onnx")
+    return export(Path(tempfile.mkdtemp(prefix="jpeg-restoration-")) / "model.onnx")
 
 
-def torch_run(model: nn.Module, amp: bool = True) -> RunFn:
-    """``model`` in PyTorch eager on its device (bf16 autocast on CUDA when ``amp``); a QF of
-    None lets the model condition on its own estimate."""
-    graph = _Graph(model).eval()
-    device = next(model.parameters()).device
+def graphs(ckpt: Path | None, model: ModelFn) -> tuple[Path, Path | None]:
+    """The restoration graph and the estimator's graph (None: the model has no estimator head)
+    of the checkpoint ``ckpt``: cached beside it, else exported from ``model()``."""
+    from_model: dict[str, Any] = {}
 
-    @torch.inference_mode()
-    def run(tile: np.ndarray, qf: float | None) -> np.ndarray:
-        x = torch.from_numpy(tile).to(device)
-        q = None if qf is None else torch.tensor([float(qf)], device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            return graph(x, q).float().cpu().numpy()
+    def net() -> Any:
+        if "net" not in from_model:
+            from_model["net"] = model()
+        return from_model["net"]
 
-    return run
+    def export_graph(path: Path) -> Path:
+        from pipeline.restoration.export import export_onnx
 
+        return export_onnx(net(), path)
 
-def torch_estimate(model: nn.Module) -> EstimateFn:
-    """The model's learned QF estimate of a whole RGB uint8 image (None: the model has none)."""
-    device = next(model.parameters()).device
+    def export_estimator(path: Path) -> Path | None:
+        from pipeline.restoration.export import export_estimator
 
-    def to_tensor(image: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
-        return t.to(device).contiguous(memory_format=torch.channels_last)
+        return export_estimator(net(), path)
 
-    @torch.inference_mode()
-    def estimate(image: np.ndarray) -> float | None:
-        if hasattr(model, "estimator"):  # QACNet: a cheap head that runs at 1/8 resolution
-            x = to_tensor(image)
-            x = F.pad(x, (0, (-x.shape[3]) % 8, 0, (-x.shape[2]) % 8), mode="replicate")
-            return float(model.estimator(x)[0])
-        h, w = image.shape[:2]  # other models predict it in the forward pass: use a centre crop
-        ch, cw = min(h, 512), min(w, 512)
-        y, x0 = (h - ch) // 2 // 8 * 8, (w - cw) // 2 // 8 * 8
-        out = model(to_tensor(image[y : y + ch, x0 : x0 + cw]))
-        return None if out.qf is None else float(out.qf[0])
-
-    return estimate
+    graph = _cached(None if ckpt is None else onnx_path(Path(ckpt)), export_graph)
+    est = estimator_path(graph)
+    if est.is_file():
+        return graph, est
+    marker = est.with_suffix(".none")  # a model without an estimator head: known without loading it
+    if marker.is_file():
+        return graph, None
+    exported = _cached(est, export_estimator)
+    if exported is None:
+        marker.touch()
+    return graph, exported
 
 
-def _onnxruntime_run(path: Path, precision: str) -> RunFn:
+def _padded(image: np.ndarray) -> np.ndarray:
+    """(1, H', W', 3) uint8, edge-padded to multiples of 8 (as the estimator pads)."""
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, (-h) % 8), (0, (-w) % 8), (0, 0)), mode="edge")[None]
+
+
+def _onnxruntime(graph: Path, estimator: Path | None, precision: str) -> tuple[RunFn, EstimateFn | None]:
     import onnxruntime as ort
 
     if precision != "f32":
-        raise EngineError("onnxruntime runs at f32 only")
+        raise EngineError(f"onnxruntime runs at f32 only, not {precision}")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
 
     def run(tile: np.ndarray, qf: float) -> np.ndarray:
         return session.run(None, {"image": tile, "qf": np.array([qf], np.float32)})[0]
 
-    return run
+    if estimator is None:
+        return run, None
+    est = ort.InferenceSession(str(estimator), opts, providers=["CPUExecutionProvider"])
+    return run, lambda image: float(est.run(None, {"image": _padded(image)})[0][0])
 
 
-def _openvino_run(path: Path, precision: str) -> RunFn:
+def cache_dir() -> Path:
+    """OpenVINO's cache of compiled graphs (``$XDG_CACHE_HOME/jpeg-restoration/openvino``): a
+    graph compiles once per machine, then loads in a fraction of the time."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jpeg-restoration" / "openvino"
+
+
+def _openvino(graph: Path, estimator: Path | None, precision: str) -> tuple[RunFn, EstimateFn | None]:
     import openvino as ov
 
     core = ov.Core()
-    # OpenVINO silently runs bf16 on CPUs that have it: the hint pins what was measured.
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(cache_dir())})
+    except (OSError, RuntimeError):
+        pass  # a read-only home: compile every time
+    # OpenVINO silently runs bf16 on CPUs that have it: the hint pins what was measured. An int8
+    # graph (quantize.py) carries its precision in its weights; it runs the rest in f32.
+    hint = "f32" if precision == "int8" else precision
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(str(graph), "CPU", config)
     request = compiled.create_infer_request()
 
     def run(tile: np.ndarray, qf: float) -> np.ndarray:
         out = request.infer({"image": tile, "qf": np.array([qf], np.float32)})
         return np.array(out[compiled.output(0)])
 
-    return run
+    if estimator is None:
+        return run, None
+    # The estimator always runs in f32: the decision compares its reading with thresholds.
+    est = core.compile_model(str(estimator), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+    est_request = est.create_infer_request()
+    return run, lambda image: float(est_request.infer({"image": _padded(image)})[est.output(0)][0])
+
+
+def int8_path(graph: Path) -> Path:
+    """The int8 graph (OpenVINO IR, made by ``python -m pipeline.quantize``) beside ``graph``;
+    its report (``.json``: the drop it costs per QF on held-out training photos) beside it."""
+    return graph.with_suffix(".int8.xml")
+
+
+INT8_FREE_DB = 0.02  # the most PSNR an int8 graph may cost at any QF for ``auto`` to take it
+
+
+def int8_report(graph: Path) -> dict[str, Any] | None:
+    """The int8 graph's quantization report, or None when there is no int8 graph."""
+    path = int8_path(graph)
+    try:
+        return json.loads(path.with_suffix(".json").read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux), empty where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def pick_precision(asked: str, name: str, graph: Path | None) -> tuple[str, str]:
+    """The precision engine ``name`` runs ``graph`` at, and a note when it is not the one asked
+    for. auto: int8 where its graph cost at most ``INT8_FREE_DB`` at every QF (its report) and
+    the CPU has int8 dot products (VNNI, AMX), else bf16 where the CPU runs it natively, else f32.
+    int8 asked for where it cannot run falls back the same way, saying why."""
+    if name != "openvino":
+        if asked == "int8":
+            return "f32", f"int8 needs OpenVINO; {name} runs f32"
+        return ("f32", "") if asked == "auto" else (asked, "")
+    report = int8_report(graph) if graph is not None else None
+    fallback = "bf16" if native_bf16() else "f32"
+    if asked == "int8":
+        if report is not None:
+            return "int8", ""
+        how = (
+            "python -m pipeline.quantize"
+            if importlib.util.find_spec("nncf")
+            else "pip install nncf, then python -m pipeline.quantize"
+        )
+        return fallback, f"no int8 graph for this model ({how}); {fallback} instead"
+    if asked != "auto":
+        return asked, ""
+    native_int8 = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if report is not None and native_int8 and report.get("worst_drop_db", 1e9) <= INT8_FREE_DB:
+        return "int8", ""
+    return fallback, ""
+
+
+def cpu_capabilities() -> set[str]:
+    """OpenVINO's CPU optimization capabilities here (e.g. BF16, INT8), empty without OpenVINO."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return set()
+    return set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX-512 BF16 or AMX)."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in cpu_capabilities()
 
 
-def build_engine(name: str, model: nn.Module, ckpt: Path | str | None = None, precision: str = "f32") -> Engine:
-    """Engine ``name`` (see ``resolve``) for ``model`` on its device; ``ckpt`` is the file it
-    was loaded from (the ONNX cache key). ``precision``: f32, bf16 for OpenVINO (measured), or
-    auto (bf16 where native)."""
+def build_engine(
+    name: str, model: Any = None, ckpt: Path | str | None = None, precision: str = "f32", device: str = "cpu"
+) -> Engine:
+    """Engine ``name`` (see ``resolve``) for the network of checkpoint ``ckpt`` (the graphs'
+    cache key) on ``device``. ``model``: the torch model, or a function returning it, or None to
+    load it from ``ckpt`` only when needed (the torch engine; a graph to export; a model without
+    an estimator graph). ``precision``: f32, bf16 or int8 for OpenVINO, or auto (``pick_precision``)."""
     if precision not in PRECISIONS:
         raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    device = next(model.parameters()).device
-    name = resolve(name, device)
-    model.eval()
+    load = _loader(model, ckpt, device)
+    name = resolve(name, _device_of(model, device))
     if name == "torch":
-        return Engine("torch", torch_run(model), torch_estimate(model))
-    if precision == "auto":
-        precision = "bf16" if name == "openvino" and native_bf16() else "f32"
-    path = cached_onnx(model, None if ckpt is None else Path(ckpt))
-    run = (_onnxruntime_run if name == "onnxruntime" else _openvino_run)(path, precision)
-    return Engine(name, run, torch_estimate(model), precision)
+        from pipeline.restoration.export import torch_estimate, torch_run
+
+        net = load()
+        note = "int8 needs OpenVINO; torch runs f32" if precision == "int8" else ""
+        return Engine("torch", torch_run(net), torch_estimate(net), "f32", note)
+    graph, estimator = graphs(None if ckpt is None else Path(ckpt), load)
+    precision, note = pick_precision(precision, name, graph)
+    runs = int8_path(graph) if precision == "int8" else graph
+    run, estimate = (_onnxruntime if name == "onnxruntime" else _openvino)(runs, estimator, precision)
+    if estimate is None:  # no estimator head (dncnn, fbcnn): the model's own forward pass estimates
+        from pipeline.restoration.export import torch_estimate
+
+        estimate = _lazy(lambda: torch_estimate(load()))
+    return Engine(name, run, estimate, precision, note)
+
+
+def _device_of(model: Any, device: str) -> str:
+    """The device a given torch model sits on (``device`` when there is none yet)."""
+    params = getattr(model, "parameters", None)
+    if params is None:
+        return str(device)
+    return str(next(params()).device)
+
+
+def _loader(model: Any, ckpt: Path | str | None, device: str) -> ModelFn:
+    """A function returning the torch model (in eval mode), loading it at most once."""
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "net" not in cache:
+            if model is not None and hasattr(model, "parameters"):
+                cache["net"] = model
+            elif model is not None:
+                cache["net"] = model()
+            elif ckpt is not None:
+                from pipeline.models.checkpoint import load_checkpoint
+
+                cache["net"] = load_checkpoint(ckpt, device)[0]
+            else:
+                raise EngineError("build_engine needs a model or a checkpoint")
+            cache["net"].eval()
+        return cache["net"]
+
+    return load
+
+
+def _lazy(make: Callable[[], EstimateFn]) -> EstimateFn:
+    """An estimator built on its first call."""
+    built: list[EstimateFn] = []
+
+    def estimate(image: np.ndarray) -> float | None:
+        if not built:
+            built.append(make())
+        return built[0](image)
+
+    return estimate

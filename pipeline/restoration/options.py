@@ -16,10 +16,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.core.images import FORMATS
-
+FORMATS = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg", "webp": ".webp"}  # output format -> file suffix
 ENGINES = ("auto", "torch", "onnxruntime", "openvino")
-PRECISIONS = ("auto", "f32", "bf16")
+PRECISIONS = ("auto", "f32", "bf16", "int8")
 PROJECTIONS = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -35,7 +34,8 @@ class RestoreOptions:
     overlap: pixels shared by neighbouring tiles; tta: average the 8 flips/rotations (8x slower);
     projection: clip into the JPEG's quantization cells (auto: where exact; on; off);
     engine: what runs the network (auto: the fastest installed, ``engines.py``); precision:
-    OpenVINO's (auto: bf16 where the CPU runs it natively, measured free); device: auto, cpu, cuda;
+    OpenVINO's (auto: int8 where its graph was measured free and the CPU runs int8 natively, else
+    bf16 where the CPU runs it natively, else f32; ``engines.pick_precision``); device: auto, cpu, cuda;
     strength: how much of the restoration to keep, 0..1 (the rest is the input: grain back).
     """
 

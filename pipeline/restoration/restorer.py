@@ -11,21 +11,25 @@ upright only when written.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from torch import nn
 
 from pipeline.core import jpeg
-from pipeline.core.device import pick_device
+from pipeline.core.device import device_name
 from pipeline.core.images import Decoded
-from pipeline.models.checkpoint import load_checkpoint
 from pipeline.restoration import photo, writer
 from pipeline.restoration.engines import Engine, build_engine
 from pipeline.restoration.options import OutputOptions, RestoreOptions
 from pipeline.restoration.photo import Decision
 from pipeline.restoration.tiles import ProgressFn, restore_float
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class Restored(NamedTuple):
@@ -49,38 +53,63 @@ def samples(image: np.ndarray, deep: np.ndarray | None = None) -> np.ndarray:
 
 
 class Restorer:
-    """``model`` (loaded from ``checkpoint``, the ONNX cache key; ``meta``: its metadata) run by
-    the engine ``options`` name. ``engine``: an engine already built for this model (shared by
-    ``replace``)."""
+    """The network of ``checkpoint`` (the graphs' cache key), or the torch ``model`` given, run
+    by the engine ``options`` name. ``engine``: an engine already built for this network (shared
+    by ``replace``). Restoring with OpenVINO or ONNX Runtime from cached graphs never loads the
+    torch model: ``model`` and ``meta`` load it on first use."""
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None = None,
         options: RestoreOptions | None = None,
         checkpoint: Path | str | None = None,
         engine: Engine | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        self.model = model.eval()
-        self.meta = meta or {}
+        if model is None and checkpoint is None:
+            raise ValueError("a Restorer needs a model or a checkpoint")
+        if model is None and not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+        self._model, self._meta = model, meta
         self.options = options or RestoreOptions()
+        self.timings: dict[str, float] = {}  # seconds per phase, summed over the photos restored
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.device = device_name(self.options.device)
         o = self.options
-        self.engine = engine or build_engine(o.engine, self.model, self.checkpoint, o.precision)
+        net = self._model if self._model is not None else (lambda: self.model)
+        self.engine = engine or build_engine(o.engine, net, self.checkpoint, o.precision, self.device)
 
     @classmethod
     def load(cls, checkpoint: Path | str, options: RestoreOptions | None = None) -> Restorer:
-        """The checkpoint's model on the options' device (raises CheckpointError, DeviceError, EngineError)."""
-        options = options or RestoreOptions()
-        model, meta = load_checkpoint(checkpoint, pick_device(options.device))
-        return cls(model, options, checkpoint, meta=meta)
+        """The checkpoint's network on the options' device and engine (raises CheckpointError,
+        DeviceError, EngineError)."""
+        return cls(None, options or RestoreOptions(), checkpoint)
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch model (loaded from the checkpoint on first use)."""
+        if self._model is None:
+            from pipeline.models.checkpoint import load_checkpoint  # torch: only when the model is needed
+
+            self._model, self._meta = load_checkpoint(self.checkpoint, self.device)
+            self._model.eval()
+        return self._model
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The checkpoint's metadata (arch, parameters, steps, run id...)."""
+        if self._meta is None:
+            from pipeline.models.checkpoint import read_checkpoint
+
+            self._meta = read_checkpoint(self.checkpoint)["meta"] if self.checkpoint is not None else {}
+        return self._meta
 
     def replace(self, **changes: object) -> Restorer:
-        """The same model with other options; the engine is shared unless engine, precision or
+        """The same network with other options; the engine is shared unless engine, precision or
         device change. None values mean "not given"."""
         options = self.options.replace(**changes)
         same = options.runtime == self.options.runtime
-        return Restorer(self.model, options, self.checkpoint, self.engine if same else None, self.meta)
+        return Restorer(self._model, options, self.checkpoint, self.engine if same else None, self._meta)
 
     @property
     def label(self) -> str:
@@ -93,7 +122,18 @@ class Restorer:
 
     def decide(self, image: np.ndarray, header: jpeg.Header | None = None) -> Decision:
         """How to restore ``image`` (RGB uint8): the options' QF, else ``photo.decide``'s."""
-        return photo.decide(self.engine.estimate, image, header, self.options.qf)
+        with self.timed("decision"):
+            return photo.decide(self.engine.estimate, image, header, self.options.qf)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the seconds spent inside to ``timings[phase]`` (what ``restore -v`` and the
+        benchmark report: decision, network, projection, encoding)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t
 
     def restore(
         self,
@@ -111,9 +151,16 @@ class Restorer:
             return samples(image, deep)
         o = self.options
         padded, (py, px) = photo.align(image, decision.offset)
-        out = restore_float(self.engine, padded, decision.qf, o.tile, o.overlap, o.tta, progress)[py:, px:]
+        with self.timed("network"):
+            out = restore_float(self.engine, padded, decision.qf, o.tile, o.overlap, o.tta, progress)[py:, px:]
         luma, chroma = photo.projection_planes(o.projection, decision)
         if luma:
+            self._project(out, image, decision, chroma)
+        return self.blend(np.ascontiguousarray(out), image, deep)
+
+    def _project(self, out: np.ndarray, image: np.ndarray, decision: Decision, chroma: bool) -> None:
+        """Clip ``out`` (float32 in [0, 1], in place) into the JPEG's quantization cells."""
+        with self.timed("projection"):
             out *= 255.0  # in place, strip by strip: a 12 MP photo holds no full-size float64 copy (288 MB)
             jpeg.project(
                 out,
@@ -126,7 +173,6 @@ class Restorer:
             )
             out /= 255.0
             np.clip(out, 0.0, 1.0, out=out)
-        return self.blend(np.ascontiguousarray(out), image, deep)
 
     def blend(self, pixels: np.ndarray, image: np.ndarray, deep: np.ndarray | None = None) -> np.ndarray:
         """``pixels`` (float32 [0, 1], a restoration at full strength; overwritten) mixed with the
@@ -153,5 +199,6 @@ class Restorer:
         says (default: PNG with the file's metadata) in its own form (``writer``)."""
         decision = self.decide(decoded.rgb, decoded.header)
         pixels = self.restore(decoded.rgb, decision, progress, decoded.rgb16)
-        data, notes = writer.encode(pixels, decoded, output)
+        with self.timed("encoding"):
+            data, notes = writer.encode(pixels, decoded, output)
         return Output(data, decision, notes)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.data.degrade import augment
+from pipeline.core.images import augment, unaugment
 from pipeline.restoration.engines import Engine, RunFn
 
 ProgressFn = Callable[[int, int], None]
@@ -96,15 +96,8 @@ def restore_float(
     for k in range(8):
         step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, 8 * t))
         out = _restore_once(engine.run, augment(padded, k), qf, tile, overlap, step)
-        acc += _invert(out, k)
+        acc += unaugment(out, k)
     return acc[:h, :w] / 8.0
-
-
-def _invert(img: np.ndarray, k: int) -> np.ndarray:
-    """Undo augment(img, k)."""
-    if k >= 4:
-        img = img[:, ::-1]
-    return np.rot90(img, -(k % 4))
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
