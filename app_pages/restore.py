@@ -1,6 +1,7 @@
 """Restore page: a sample photo, an upload, several uploads or a zip of photos in; the restored
 photos out, upright, with their colour profile and metadata, in the format chosen."""
 
+import numpy as np
 import streamlit as st
 
 from app_pages import batch, common, photos, single
@@ -34,7 +35,7 @@ else:
     try:
         files = photos.unpack([(u.name, u.getvalue()) for u in uploads])
         if ref is not None:
-            original = images.decode_image(ref.getvalue(), ref.name).upright()
+            original = np.ascontiguousarray(images.decode_image(ref.getvalue(), ref.name).upright())
     except (photos.UploadError, images.ImageError) as e:
         st.error(f"Cannot use this file: {e}")
         st.stop()
