@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("-r", "--recursive", action="store_true", help="also restore subfolders, mirrored in OUTDIR")
     ap.add_argument("--format", choices=list(FORMATS), help=f"output format (default {out.format}; webp is lossless)")
     ap.add_argument("--quality", type=int, help=f"JPEG quality of --format jpeg, 1..100 (default {out.quality})")
+    ap.add_argument(
+        "--png-compression",
+        type=int,
+        metavar="0..9",
+        help="zlib level of PNG output: smaller files, slower (default: the fastest setting)",
+    )
     ap.add_argument("--strip-metadata", action="store_true", help="drop EXIF, XMP and GPS (the ICC profile stays)")
     keep = "how much of the restoration to keep, the rest is the input's grain"
     ap.add_argument("--strength", type=float, help=f"0..1: {keep} (default {d.strength:g})")
@@ -125,16 +131,19 @@ def output_from_args(args: argparse.Namespace) -> OutputOptions:
     """How argv asks the photos to be written (raises OptionsError naming the option)."""
     if args.quality is not None and args.format != "jpeg":
         raise OptionsError("--quality is for --format jpeg (PNG, TIFF and WebP are lossless)")
+    if args.png_compression is not None and (args.format or OutputOptions.format) != "png":
+        raise OptionsError("--png-compression is for PNG output")
     return OutputOptions(
         format=args.format or OutputOptions.format,
         quality=OutputOptions.quality if args.quality is None else args.quality,
         strip_metadata=args.strip_metadata,
+        png_compression=args.png_compression,
     )
 
 
 def _flag(m: re.Match) -> str:
     """An option's name in an OptionsError as the command line spells it: ``qf must`` -> ``--q must``."""
-    return f"--{'q' if m[1] == 'qf' else m[1]} must"
+    return f"--{'q' if m[1] == 'qf' else m[1].replace('_', '-')} must"
 
 
 def _usage_error(ap: argparse.ArgumentParser, message: str) -> int:
@@ -166,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options, output = options_from_args(args), output_from_args(args)
         resolve(options.engine, device_name(options.device))  # an engine that cannot run: before loading anything
     except ValueError as e:  # ParamsError, OptionsError, DeviceError, EngineError
-        return _usage_error(ap, re.sub(r"^(qf|strength|quality|format) must", _flag, str(e)))
+        return _usage_error(ap, re.sub(r"^(qf|strength|quality|format|png_compression) must", _flag, str(e)))
     try:
         restorer = Restorer.load(_checkpoint(args, register, params_path.resolve().parent), options)
     except (LookupError, ValueError, OSError) as e:  # no such model; CheckpointError, EngineError

@@ -3,6 +3,7 @@ content, ``auto`` picks the fastest installed, and without the optional runtimes
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -134,3 +135,25 @@ def test_auto_precision_is_bf16_only_where_openvino_runs_it_natively(ckpt: Path,
     tile = np.ascontiguousarray(lq[None, :64, :96])
     ref = engines.build_engine("torch", model).run(tile, 20.0)
     assert np.abs(engine.run(tile, 20.0) - ref).max() < 4 / 255  # bf16, random weights (shipped model: 0.69 / 255)
+
+
+@pytest.mark.skipif(not engines.installed("openvino"), reason="openvino not installed")
+def test_openvino_runs_several_tiles_at_once_to_the_same_pixels(ckpt: Path) -> None:
+    """Tiles in parallel streams give the pixels one tile at a time gives; a cancel between tiles
+    leaves no request running."""
+    image = images.jpeg_roundtrip(smooth_image(150, 170, seed=5), 25)
+    engine = engines.build_engine("openvino", None, ckpt, "f32")
+    assert engine.run_all is not None
+    one_by_one = dataclasses.replace(engine, run_all=None)
+    calls: list[tuple[int, int]] = []
+    parallel = tiles.restore_float(engine, image, 25, tile=64, overlap=16, progress=lambda d, t: calls.append((d, t)))
+    np.testing.assert_array_equal(parallel, tiles.restore_float(one_by_one, image, 25, tile=64, overlap=16))
+    assert calls == [(i, len(calls)) for i in range(1, len(calls) + 1)] and len(calls) > 4
+
+    def cancel(done: int, total: int) -> None:
+        if done == 2:
+            raise tiles.Cancelled
+
+    with pytest.raises(tiles.Cancelled):
+        tiles.restore_float(engine, image, 25, tile=64, overlap=16, progress=cancel)
+    np.testing.assert_array_equal(tiles.restore_float(engine, image, 25, tile=64, overlap=16), parallel)

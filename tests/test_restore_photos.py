@@ -168,6 +168,8 @@ def test_corrupt_exif_and_invalid_icc_are_restored_with_a_warning(tmp_path, ckpt
         (["--quality", "90"], "--quality is for --format jpeg"),
         (["--strength", "1.5"], "--strength must be in 0..1, got 1.5"),
         (["--strength", "-0.1"], "--strength must be in 0..1, got -0.1"),
+        (["--png-compression", "10"], "--png-compression must be in 0..9, got 10"),
+        (["--format", "webp", "--png-compression", "6"], "--png-compression is for PNG output"),
     ],
 )
 def test_bad_output_options_are_usage_errors(tmp_path, monkeypatch, capsys, args, message):
@@ -175,6 +177,15 @@ def test_bad_output_options_are_usage_errors(tmp_path, monkeypatch, capsys, args
     images.write_bytes(tmp_path / "x.jpg", images.encode_jpeg(photo(16, 16), 50))
     assert restore("x.jpg", "-o", "out", "--ckpt", "missing.pt", *args) == 2  # before the model is even looked for
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_png_compression_makes_smaller_files_of_the_same_pixels(tmp_path, ckpt):
+    images.write_bytes(tmp_path / "p.jpg", images.encode_jpeg(photo(160, 200, 3), 30))
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / "fast", "--ckpt", ckpt) == 0
+    assert restore(tmp_path / "p.jpg", "-o", tmp_path / "small", "--ckpt", ckpt, "--png-compression", "9") == 0
+    fast, small = tmp_path / "fast" / "p.png", tmp_path / "small" / "p.png"
+    assert small.stat().st_size < fast.stat().st_size
+    assert (images.read_image(small) == images.read_image(fast)).all()
 
 
 def tree(root: Path, n: int) -> list[Path]:

@@ -44,6 +44,7 @@ class FileResult:
     qf_source: str = ""
     decision: str = ""
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: decode, decision, network, ...
 
     def row(self) -> dict[str, str]:
         """The report's row."""
@@ -155,7 +156,11 @@ def restore_paths(
                 tqdm.write(f"{src}: warning: {result.message}", file=sys.stderr)
             if verbose or result.qf is None:
                 w, h = result.size
-                tqdm.write(f"{rel}: {w}x{h}, {result.decision}, {label}, {result.seconds:.2f} s")
+                split = ", ".join(f"{k} {v:.2f}" for k, v in result.phases.items() if v >= 0.005)
+                tqdm.write(
+                    f"{rel}: {w}x{h}, {result.decision}, {label}, {result.seconds:.2f} s"
+                    + (f" ({split})" if verbose and split else "")
+                )
     finally:
         summary.seconds = time.perf_counter() - start
         if report is not None:
@@ -219,18 +224,24 @@ def _restore_one(
             print(f"{src.name}: tile {done}/{total}", file=sys.stderr, flush=True)
         bar.set_postfix_str(f"{src.name} tile {done}/{total}", refresh=total > 1)
 
+    before = dict(restorer.timings)
     try:
+        t = time.perf_counter()
         decoded = images.read_decoded(src)
+        restorer.timings["decode"] = restorer.timings.get("decode", 0.0) + time.perf_counter() - t
         result = restorer.restore_decoded(decoded, step, output)
     except (ImageError, OSError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. out of GPU memory
         return FileResult(src, "failed", str(e).removeprefix(f"{src}: "))
     d = result.decision
     turned = "" if decoded.orientation == 1 else f", turned upright (EXIF orientation {decoded.orientation})"
     done = FileResult(src, "restored", "; ".join(result.notes), out, decoded.size, d.qf, d.source, d.message + turned)
+    t_write = time.perf_counter()
     try:
         leftovers.clear(out)
         write_bytes(out, result.data)  # a full or read-only folder leaves no partial file
     except OSError as e:
         done.status, done.output, done.message = "failed", None, f"cannot write {out} ({e.strerror or e})"
-    done.seconds = time.perf_counter() - t0
+    t = time.perf_counter()
+    done.seconds = t - t0
+    done.phases = {k: v - before.get(k, 0.0) for k, v in restorer.timings.items()} | {"writing": t - t_write}
     return done

@@ -15,11 +15,13 @@ everything runs on torch.
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,9 @@ from pipeline.restoration.options import PRECISIONS
 # one installed. On CUDA, torch is the only GPU engine here.
 CPU_ORDER = ("openvino", "onnxruntime", "torch")
 RunFn = Callable[[np.ndarray, float], np.ndarray]
+RunAllFn = Callable[[Iterable[np.ndarray], float], Iterator[np.ndarray]]
 EstimateFn = Callable[[np.ndarray], "float | None"]
+MAX_IN_FLIGHT = 4  # tiles restored at once at most (each holds its activations in memory)
 ModelFn = Callable[[], Any]  # loads the torch model when it is needed (a graph to export, the torch engine)
 
 
@@ -55,6 +59,13 @@ class Engine:
     estimate: EstimateFn
     precision: str = "f32"
     note: str = ""  # why the precision asked for was not the one that runs (e.g. no int8 graph)
+    run_all: RunAllFn | None = None  # several tiles at once, where the runtime does that faster
+
+    def map(self, tiles: Iterable[np.ndarray], qf: float) -> Iterator[np.ndarray]:
+        """Every tile restored, in order; the tiles are read from ``tiles`` as they are needed."""
+        if self.run_all is not None:
+            return self.run_all(tiles, qf)
+        return (self.run(tile, qf) for tile in tiles)
 
     @property
     def label(self) -> str:
@@ -174,7 +185,7 @@ def cache_dir() -> Path:
     return Path(base) / "jpeg-restoration" / "openvino"
 
 
-def _openvino(graph: Path, estimator: Path | None, precision: str) -> tuple[RunFn, EstimateFn | None]:
+def _openvino(graph: Path, estimator: Path | None, precision: str) -> tuple[RunFn, EstimateFn | None, RunAllFn]:
     import openvino as ov
 
     core = ov.Core()
@@ -194,12 +205,50 @@ def _openvino(graph: Path, estimator: Path | None, precision: str) -> tuple[RunF
         out = request.infer({"image": tile, "qf": np.array([qf], np.float32)})
         return np.array(out[compiled.output(0)])
 
+    streams: list[Any] = []  # the throughput-compiled graph, made when a photo has several tiles
+
+    def run_all(tiles: Iterable[np.ndarray], qf: float) -> Iterator[np.ndarray]:
+        """Several tiles at once, each in a stream of its own: one inference scales poorly over
+        cores (two cores: 4 tiles of 856x800 in 3.5 s), several at once do not (1.9 s). The next
+        tile is read while the previous ones run; results come back in order."""
+        tiles = iter(tiles)
+        first = next(tiles, None)
+        second = next(tiles, None) if first is not None else None
+        if second is None:  # one tile: the latency-compiled graph uses every core on it
+            if first is not None:
+                yield run(first, qf)
+            return
+        if not streams:
+            streams.append(core.compile_model(str(graph), "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"}))
+        compiled_t = streams[0]
+        n = max(1, min(MAX_IN_FLIGHT, compiled_t.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        free = [compiled_t.create_infer_request() for _ in range(n)]
+        pending: collections.deque = collections.deque()
+        q = np.array([qf], np.float32)
+        try:
+            for tile in itertools.chain([first, second], tiles):
+                if not free:
+                    req, _ = pending.popleft()
+                    req.wait()
+                    yield np.array(req.get_output_tensor(0).data)
+                    free.append(req)
+                req = free.pop()
+                req.start_async({"image": tile, "qf": q})
+                pending.append((req, tile))  # the tile stays alive while its request runs
+            while pending:
+                req, _ = pending.popleft()
+                req.wait()
+                yield np.array(req.get_output_tensor(0).data)
+        finally:  # stopped early (the app's cancel): no request is left running
+            for req, _ in pending:
+                req.wait()
+
     if estimator is None:
-        return run, None
+        return run, None, run_all
     # The estimator always runs in f32: the decision compares its reading with thresholds.
     est = core.compile_model(str(estimator), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
     est_request = est.create_infer_request()
-    return run, lambda image: float(est_request.infer({"image": _padded(image)})[est.output(0)][0])
+    return run, lambda image: float(est_request.infer({"image": _padded(image)})[est.output(0)][0]), run_all
 
 
 def int8_path(graph: Path) -> Path:
@@ -292,12 +341,16 @@ def build_engine(
     graph, estimator = graphs(None if ckpt is None else Path(ckpt), load)
     precision, note = pick_precision(precision, name, graph)
     runs = int8_path(graph) if precision == "int8" else graph
-    run, estimate = (_onnxruntime if name == "onnxruntime" else _openvino)(runs, estimator, precision)
+    if name == "onnxruntime":
+        run, estimate = _onnxruntime(runs, estimator, precision)
+        run_all = None
+    else:
+        run, estimate, run_all = _openvino(runs, estimator, precision)
     if estimate is None:  # no estimator head (dncnn, fbcnn): the model's own forward pass estimates
         from pipeline.restoration.export import torch_estimate
 
         estimate = _lazy(lambda: torch_estimate(load()))
-    return Engine(name, run, estimate, precision, note)
+    return Engine(name, run, estimate, precision, note, run_all)
 
 
 def _device_of(model: Any, device: str) -> str:

@@ -7,12 +7,13 @@ one. Tile origins sit on multiples of 8, so each tile keeps the photo's JPEG 8x8
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 
 from pipeline.core.images import augment, unaugment
-from pipeline.restoration.engines import Engine, RunFn
+from pipeline.restoration.engines import Engine
 
 ProgressFn = Callable[[int, int], None]
 
@@ -42,10 +43,10 @@ def _spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]
 
 
 def _restore_once(
-    run: RunFn, image: np.ndarray, qf: float | None, tile: int, overlap: int, progress: ProgressFn | None
+    engine: Engine, image: np.ndarray, qf: float | None, tile: int, overlap: int, progress: ProgressFn | None
 ) -> np.ndarray:
-    """One pass of ``run`` over ``image`` in tiles; float32 (H, W, 3). Memory: the output and
-    one tile, whatever the image size."""
+    """One pass of ``engine`` over ``image`` in tiles; float32 (H, W, 3). Memory: the output
+    and the tiles in flight (``engines.MAX_IN_FLIGHT`` at most), whatever the image size."""
     h, w = image.shape[:2]
     ph, pw = (-h) % 8, (-w) % 8  # as the network pads (reflect, bottom/right): the grid stays put
     if ph or pw:
@@ -53,15 +54,13 @@ def _restore_once(
     size = max(image.shape[:2]) if tile <= 0 else tile
     ys, xs = _spans(image.shape[0], size, overlap), _spans(image.shape[1], size, overlap)
     out = np.empty((h, w, 3), np.float32)
-    total, done = len(ys) * len(xs), 0
-    for y0, y1, ky0, ky1 in ys:
-        for x0, x1, kx0, kx1 in xs:
-            pred = run(np.ascontiguousarray(image[None, y0:y1, x0:x1]), qf)[0]
-            ky, kx = min(ky1, h), min(kx1, w)
-            out[ky0:ky, kx0:kx] = pred[ky0 - y0 : ky - y0, kx0 - x0 : kx - x0]
-            done += 1
-            if progress:
-                progress(done, total)
+    spans = [(y, x) for y in ys for x in xs]
+    tiles = (np.ascontiguousarray(image[None, y0:y1, x0:x1]) for (y0, y1, _, _), (x0, x1, _, _) in spans)
+    for done, ((y0, _, ky0, ky1), (x0, _, kx0, kx1)), pred in zip(itertools.count(1), spans, engine.map(tiles, qf)):
+        ky, kx = min(ky1, h), min(kx1, w)
+        out[ky0:ky, kx0:kx] = pred[0, ky0 - y0 : ky - y0, kx0 - x0 : kx - x0]
+        if progress:
+            progress(done, len(spans))
     return out
 
 
@@ -89,13 +88,13 @@ def restore_float(
     if qf is None:
         qf = engine.estimate(image)
     if not tta:
-        return _restore_once(engine.run, image, qf, tile, overlap, progress)
+        return _restore_once(engine, image, qf, tile, overlap, progress)
     h, w = image.shape[:2]
     padded = np.pad(image, ((0, (-h) % 8), (0, (-w) % 8), (0, 0)), mode="edge")
     acc = np.zeros(padded.shape, np.float32)
     for k in range(8):
         step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, 8 * t))
-        out = _restore_once(engine.run, augment(padded, k), qf, tile, overlap, step)
+        out = _restore_once(engine, augment(padded, k), qf, tile, overlap, step)
         acc += unaugment(out, k)
     return acc[:h, :w] / 8.0
 

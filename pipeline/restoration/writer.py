@@ -52,7 +52,7 @@ def encode(pixels: np.ndarray, decoded: Decoded, output: OutputOptions | None = 
         img = np.dstack([img, a])  # RGBA: a gray photo with alpha is written as RGBA
     img = images.turn(img, decoded.orientation)
     meta = meta.upright(img.shape[1], img.shape[0])
-    data, dropped = images.encode(img, fmt, meta, output.quality)
+    data, dropped = images.encode(img, fmt, meta, output.quality, output.png_compression)
     return Encoded(data, (*notes, *dropped))
 
 
