@@ -109,7 +109,8 @@ def test_bench_restore_end_to_end_against_a_revision(tmp_path: Path) -> None:
     )
     rows = got["end_to_end"]
     assert [(r["code"], r["args"]) for r in rows][:2] == [("this code", ""), ("HEAD", "")]
-    assert all("error" not in r and r["seconds"] > 0 and r["peak_rss_MiB"] > 0 for r in rows), rows
+    measured = Path(bench_restore.TIME).is_file()  # GNU time gives each command's own peak
+    assert all("error" not in r and r["seconds"] > 0 and ((r["peak_rss_MiB"] or 0) > 0 or not measured) for r in rows)
     assert set(got["help_seconds"]) == {"this code", "HEAD"}
     assert {"start_up", "decode", "decision", "network", "encoding"} <= set(got["split"]), got["split"]
 
