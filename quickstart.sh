@@ -9,13 +9,9 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "quickstart.sh needs the git checkout (DVC records the pipeline's state next to it)" >&2
   exit 1
 fi
-if ! cmp -s presets/quickstart.yaml params.yaml; then
-  if ! git diff --quiet -- params.yaml 2>/dev/null; then
-    echo "params.yaml has local edits; commit or stash them first (quickstart replaces it with presets/quickstart.yaml)" >&2
-    exit 1
-  fi
-  echo "switching params.yaml to the quickstart preset (git checkout params.yaml switches back)"
-  cp presets/quickstart.yaml params.yaml
+if ! git diff --quiet HEAD -- params.yaml 2>/dev/null; then
+  echo "params.yaml differs from the committed quickstart configuration: \`git checkout params.yaml\` first (or run \`dvc repro\` yourself)" >&2
+  exit 1
 fi
 start=$(date +%s)
 dvc repro

@@ -1,8 +1,8 @@
 """Models page: every registered version, the selected one's card or run, promote and roll back.
 
-The buttons run the same code as ``python -m stages.promote --force --version N`` and
-``python -m stages.promote --rollback`` (alias moves under the registry lock, the decision written
-to reports/promotion.json and MLflow), each after a confirmation.
+The buttons run the same code as ``python -m pipeline.promote --version N`` and
+``python -m pipeline.promote --rollback`` (alias moves under the registry lock, the champion
+history and the decision in MLflow; no DVC output touched), each after a confirmation.
 """
 
 import pandas as pd
@@ -71,9 +71,10 @@ else:
     if pending:
         action, target = pending
         before = champion["version"] if champion else "none"
-        command = f"python -m stages.promote {'--rollback' if action == 'rollback' else f'--force --version {target}'}"
+        command = f"python -m pipeline.promote {'--rollback' if action == 'rollback' else f'--version {target}'}"
+        after = "leaves the champion history" if action == "rollback" else "becomes `previous`"
         st.warning(
-            f"Move `champion` from version {before} to version {target}? Version {before} keeps `previous`; "
+            f"Move `champion` from version {before} to version {target}? Version {before} {after}; "
             f"the Restore page and `restore` will use version {target}. Same as `{command}`."
         )
         yes, no = st.columns(2)
@@ -81,9 +82,9 @@ else:
             del st.session_state["models_pending"]
             try:
                 if action == "rollback":
-                    d = promotion.rollback(p, common.project_dir() / "reports" / "promotion.json")
+                    d = promotion.rollback(p)
                 else:
-                    d = promotion.promote_version(p, target, common.project_dir() / "reports" / "promotion.json")
+                    d = promotion.promote_version(p, target)
             except promotion.PromotionError as e:
                 st.error(f"Nothing changed: {e}")
             else:

@@ -8,6 +8,8 @@
   cases) and ``models`` (architectures, checkpoints) -> ``training`` (losses, the fit loop) and
   ``evaluation`` (metrics, scoring, the results contract, the report's parts, experiments).
 - Register and serve: ``mlops`` (MLflow runs, the model registry, the pyfunc model, promotion).
+  Doors: ``python -m pipeline.promote`` (the champion by hand), ``python -m pipeline.ablations``
+  (the ablation table), ``python -m pipeline.plan`` (what a configuration will cost), the stages.
 
 ``params`` (params.yaml -> typed dataclasses) sits between the lower wings and ``restoration``.
 ``FLOORS`` says which wing may import which: a module imports its own wing and lower floors
@@ -25,6 +27,6 @@ FLOORS = {
     "evaluation": 4,
     "training": 5,
     "mlops": 5,
-    "doors": 6,  # stages/, app.py, app_pages/, pipeline/restore.py, pipeline/test.py, benchmarks/
+    "doors": 6,  # stages/, app.py, app_pages/, benchmarks/, the CLIs pipeline/<name>.py (restore, promote...)
     "scripts": 7,  # scripts/, models/pretrained/recipe/
 }

@@ -1,6 +1,6 @@
 """Evaluate stage (DVC stage ``evaluate``; dvc.yaml passes every path)::
 
-    python -m stages.evaluate --model FILE --testsets DIR --metrics FILE --evaluation FILE
+    python -m stages.evaluate --model FILE --meta FILE --testsets DIR --metrics FILE --evaluation FILE
         --per-image FILE --gain-vs-qf FILE --real-world FILE --crops DIR
 
 Scores the checkpoint on every generated test set x QF in blind mode (QF estimated from the
@@ -8,17 +8,18 @@ pixels) and header mode (QF from the file's quantization tables), with the JPEG 
 it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
 
 - ``--metrics``: the headline metrics (``pipeline/evaluation/results.py``, at most 8 scalars: what
-  ``dvc exp show`` and ``dvc metrics diff`` compare);
+  ``dvc exp show`` and ``dvc metrics diff`` compare; kept in git, so no timings);
 - ``--evaluation``: every set/QF/mode mean, gains, QF-estimator error, the primary metric, the
   negative gains, the real-world cases and the time per image (the report, the registry and
   the app read it; not a DVC metric);
-- ``--per-image`` CSV; ``--gain-vs-qf`` CSV (the DVC plot);
+- ``--per-image`` CSV; ``--gain-vs-qf`` CSV (the DVC plot, kept in git);
 - ``--crops``: ``<SET>_qf<QF>_<image>.png`` triptychs, JPEG | restored | ground truth at QF 10, 30, 50;
 - the real-world cases of ``evaluate.real_world_sets`` (``pipeline/data/realworld.py``), restored the
   way ``restore`` does: ``evaluation["real_world"]`` and the ``--real-world`` CSV (per case and
   QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
 
-and logs it all into the training run (its id is in the checkpoint's metadata).
+and logs it all, the time per image included, into the training run (its id is in ``--meta``, the
+train stage's JSON: the checkpoint holds only what its weights depend on).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Paths:
     """The stage's inputs and outputs, as dvc.yaml passes them."""
 
     model: Path
+    meta: Path  # the train stage's JSON: the MLflow run id
     testsets: Path
     metrics: Path
     evaluation: Path
@@ -101,6 +103,7 @@ def run(params: Params, paths: Paths) -> dict:
     ev, root = params.evaluate, Path(paths.testsets)
     restorer = Restorer.load(paths.model, RestoreOptions.from_params(ev))
     meta = restorer.meta
+    run_id = json.loads(Path(paths.meta).read_text()).get("run_id")  # read first: a missing file fails early
     crops = Path(paths.crops)
     shutil.rmtree(crops, ignore_errors=True)
     crops.mkdir(parents=True)  # an output even when no QF gets crops
@@ -127,7 +130,7 @@ def run(params: Params, paths: Paths) -> dict:
     model = {
         "arch": meta["arch"],
         "params": meta.get("params"),
-        "run_id": meta.get("run_id"),
+        "run_id": run_id,
         "steps": meta.get("steps"),
         "checkpoint": str(paths.model),
     }
@@ -200,6 +203,8 @@ def _log(params: Params, out: dict, paths: Paths) -> None:
         "primary_psnr_gain": out["primary"]["value"],
         **{f"headline_{k}": v for k, v in results_mod.headline(out).items()},
     }
+    if out["timing"]["ms_per_image"] is not None:  # machine-dependent: MLflow, not the headline file
+        metrics["ms_per_image"] = out["timing"]["ms_per_image"]
     for s, by_qf in out["results"].items():
         for q, r in by_qf.items():
             for m in ("jpeg", "blind", "header"):
@@ -215,12 +220,14 @@ def _log(params: Params, out: dict, paths: Paths) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("model", "testsets", "metrics", "evaluation", "per-image", "gain-vs-qf", "real-world", "crops"):
+    names = ("model", "meta", "testsets", "metrics", "evaluation", "per-image", "gain-vs-qf", "real-world", "crops")
+    for name in names:
         ap.add_argument(f"--{name}", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     paths = Paths(
         args.model,
+        args.meta,
         args.testsets,
         args.metrics,
         args.evaluation,

@@ -4,10 +4,11 @@
         --published FILE --md FILE --html FILE --plots DIR
 
 Built from what the train and evaluate stages wrote (the evaluation, the gain-vs-QF and training
-CSVs, the crops), the published rows (``--published``), the registry's champion (its stored
-evaluation, next to the model just evaluated) and the finished experiments of
-``dvc exp show --json``. The report is logged into the training run the evaluation names (else
-into a new "report" run). Every file is written atomically: a failure leaves no half-written report.
+CSVs, the crops), the published rows (``--published``) and the registry's champion (its stored
+evaluation, next to the model just evaluated). The ablation table is a command of its own,
+``python -m pipeline.ablations``: a stage's output cannot list the experiments that finish after
+it. The report is logged into the training run the evaluation names (else into a new "report"
+run). Every file is written atomically: a failure leaves no half-written report.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import yaml
 
 from pipeline import params as params_mod
 from pipeline.core import files
-from pipeline.evaluation import experiments as experiments_mod
 from pipeline.evaluation import reporting
 from pipeline.evaluation import results as results_mod
 from pipeline.mlops import registry, tracking
@@ -76,7 +76,6 @@ def build(
     gain_plots: dict[str, str],
     train_curve: str | None,
     train_log: list[dict[str, Any]],
-    exps: dict[str, Any] | str,
     rw_plots: dict[str, str] | None = None,
     champion: tuple[dict[str, Any] | None, str] = (None, "no registry"),
 ) -> list[reporting.Block]:
@@ -152,7 +151,7 @@ def build(
             )
     else:
         blocks.append(("p", "No training log."))
-    return blocks + [("h", 2, "Ablations (dvc exp show)"), *experiments_mod.ablation_blocks(exps)]
+    return blocks
 
 
 def champion_evaluation(model_name: str, run_id: str | None) -> tuple[dict[str, Any] | None, str]:
@@ -209,10 +208,8 @@ class Paths:
     plots: Path
 
 
-def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any]:
-    """Write the report, its HTML page and plots, log them to MLflow; a summary.
-
-    ``root``: the DVC repo whose experiments are listed (default: the current directory)."""
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    """Write the report, its HTML page and plots, log them to MLflow; a summary."""
     if not Path(paths.evaluation).is_file():
         raise FileNotFoundError(f"{paths.evaluation}: not found; run the evaluate stage first")
     metrics = results_mod.load(paths.evaluation)
@@ -240,10 +237,9 @@ def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any
     train_log = read_csv(paths.train_log)
     train_curve = plot("train_curve.png", reporting.train_plot(train_log)) if train_log else None
     crops = find_crops(Path(paths.crops), list(results), base)
-    exps = experiments_mod.from_dvc(Path(root or Path.cwd()))
     champion = champion_evaluation(params.register.model_name, metrics["model"].get("run_id"))
     published = yaml.safe_load(Path(paths.published).read_text())
-    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, exps, rw_plots, champion)
+    blocks = build(metrics, published, crops, gain_plots, train_curve, train_log, rw_plots, champion)
     files.write_bytes(paths.md, reporting.to_markdown(blocks).encode())
     files.write_bytes(paths.html, reporting.to_html(blocks, "JPEG restoration report", base).encode())
     curves = [*gain_plots.values(), *rw_plots.values(), *([train_curve] if train_curve else [])]
@@ -256,7 +252,6 @@ def run(params: Params, paths: Paths, root: Path | None = None) -> dict[str, Any
         "html": str(paths.html),
         "plots": [str(p) for p in plots],
         "crops": len(crops),
-        "experiments": exps if isinstance(exps, str) else len(exps["finished"]),
         "champion": champion[1],
         "negative_gains": [results_mod.sentence(n) for n in results_mod.negative_gains(metrics)],
         "run_id": run_id,
@@ -280,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     where = "the training run" if s["logged_into_training_run"] else "a new report run"
     print(f"report: {s['html']} ({len(s['plots'])} plots, {s['crops']} crops); logged to {where} {s['run_id']}")
+    print("report: the ablation table of finished experiments is `python -m pipeline.ablations`")
     for line in s["negative_gains"]:
         print(f"report: warning: {line}", file=sys.stderr)
     return 0

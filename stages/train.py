@@ -5,9 +5,15 @@
 Reads every image of ``<--data>/<SET>`` for SET in ``data.train_sets``, holds a small
 deterministic share out for validation, and calls pipeline.training.loop.fit(). Writes:
 
-- ``--model``: the self-describing checkpoint (EMA weights, arch, kwargs, metadata);
-- ``--meta``: the same metadata as JSON, readable by people and the later stages;
-- ``--train-log``: losses, learning rate, throughput and validation PSNR by step (CSV).
+- ``--model``: the self-describing checkpoint (EMA weights, arch, kwargs, and only the metadata
+  the weights depend on: a rerun of a deterministic training writes the same bytes);
+- ``--meta``: that metadata plus the run's own facts (wall time, speed, git commit, MLflow run
+  id) as JSON, readable by people and the later stages;
+- ``--train-log``: losses, learning rate and validation PSNR by step (CSV, kept in git: no
+  timings; the speed goes to MLflow only).
+
+``train.compile: reduce-overhead`` (CUDA graphs, the full configuration's mode) trains eagerly on
+a CPU, saying so in one line.
 
 ``train.nproc > 1`` re-launches itself under ``torchrun --standalone`` (DDP; only rank 0 logs
 to MLflow and writes files). Killed at any point, a rerun resumes from the ``--resume`` folder
@@ -29,11 +35,12 @@ import sys
 from pathlib import Path
 
 from pipeline.core import files, images
+from pipeline.core.device import DeviceError, device_name
 from pipeline.data.degrade import load_training_images
 from pipeline.mlops import tracking
 from pipeline.models import count_params
 from pipeline.models.checkpoint import save_checkpoint
-from pipeline.params import Params, ParamsError, load
+from pipeline.params import Params, ParamsError, TrainParams, load
 from pipeline.training.loop import FitResult, LogFn, TrainingError, fit
 from pipeline.training.losses import MissingWeightsError
 
@@ -63,9 +70,13 @@ def training_paths(params: Params, data: Path) -> list[Path]:
     return paths
 
 
+MACHINE_COLUMNS = ("patches_per_s", "data_wait_share")  # speed: MLflow only, not the file git keeps
+
+
 def write_log(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in MACHINE_COLUMNS]
+    w = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     files.write_bytes(path, buf.getvalue().encode())
@@ -82,10 +93,25 @@ class Paths:
     resume: Path
 
 
+def training_config(params: Params, rank: int = 0) -> TrainParams:
+    """``params.train`` as it runs on this machine: ``reduce-overhead`` (CUDA graphs, measured on
+    CUDA only) becomes eager on a CPU, with one line saying so."""
+    cfg = params.train
+    try:
+        on_cpu = device_name(cfg.device) == "cpu"
+    except DeviceError:
+        return cfg  # fit() names the bad train.device
+    if cfg.compile == "reduce-overhead" and on_cpu:
+        if rank == 0:
+            print("train.compile reduce-overhead uses CUDA graphs: training eagerly on the CPU (compile none)")
+        cfg = dataclasses.replace(cfg, compile="none")
+    return cfg
+
+
 def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
     """Train and write the outputs; returns the metadata written to ``paths.meta`` (rank 0)."""
-    cfg = params.train
     rank = int(os.environ.get("RANK", "0"))
+    cfg = training_config(params, rank)
     digest = params.train_digest()
     train_paths, val_paths = split_paths(training_paths(params, paths.data), cfg.val_fraction)
     train_imgs, skipped = load_training_images(train_paths, cfg.patch_size + 16)
@@ -135,26 +161,29 @@ def run(params: Params, paths: Paths, vgg_pretrained: bool = True) -> dict:
             tracking.log_metrics(metrics, step)
 
         res = train(log)
-        meta = {
+        weights_meta = {  # what the weights depend on: the checkpoint's bytes repeat on a rerun
             "arch": params.model.arch,
             "kwargs": kwargs,
             "params": count_params(res.model),
             "steps": res.step,
-            "wall_s": round(res.wall_s, 1),
-            "patches_per_s": round(res.patches_per_s, 1),
-            "resumed_from": res.resumed_from,
             "val": res.val,
             "params_digest": digest,
-            "git_commit": tracking.git_commit(),
-            "run_id": active.info.run_id,
             "train_sets": list(params.data.train_sets),
             "train_images": len(train_imgs),
         }
-        save_checkpoint(paths.model, params.model.arch, kwargs, res.model, meta)
+        meta = {
+            **weights_meta,
+            "wall_s": round(res.wall_s, 1),
+            "patches_per_s": round(res.patches_per_s, 1),
+            "resumed_from": res.resumed_from,
+            "git_commit": tracking.git_commit(),
+            "run_id": active.info.run_id,
+        }
+        save_checkpoint(paths.model, params.model.arch, kwargs, res.model, weights_meta)
         files.write_bytes(paths.meta, json.dumps(meta, indent=2, default=list).encode())
         if log_rows or not Path(paths.log).exists():
             write_log(Path(paths.log), log_rows)
-        tracking.log_metrics({f"final_{k}": v for k, v in res.val.items()}, res.step)
+        tracking.log_metrics({"wall_s": res.wall_s, **{f"final_{k}": v for k, v in res.val.items()}}, res.step)
         # The served model's code (the restore path) is not what training outputs depend on:
         # imported here, so that editing it never invalidates a training run (tests/test_dvc_deps.py).
         from pipeline.mlops import pyfunc

@@ -30,6 +30,8 @@ TINY = {"width": 8, "mid_blocks": 1}
 ARGS = [
     "--model",
     "models/model.pt",
+    "--meta",
+    "models/model.json",
     "--testsets",
     "data/testsets",
     "--metrics",
@@ -51,6 +53,7 @@ def paths(root: Path) -> stage.Paths:
     r = root / "reports"
     return stage.Paths(
         root / "models" / "model.pt",
+        root / "models" / "model.json",
         root / "data" / "testsets",
         r / "metrics.json",
         r / "evaluation.json",
@@ -63,7 +66,7 @@ def paths(root: Path) -> stage.Paths:
 
 @pytest.fixture(scope="module")
 def base() -> params.Params:
-    p = params.load(ROOT / "presets" / "quickstart.yaml")
+    p = params.load(ROOT / "params.yaml")
     return dataclasses.replace(
         p,
         data=dataclasses.replace(p.data, test_sets=(SET,), qfs=(10, 50)),
@@ -79,15 +82,18 @@ def base() -> params.Params:
 
 
 def write_model(root: Path, noise: float, run_id: str | None = None) -> None:
-    """models/model.pt and model.json: an untrained QACNet (the identity) or one with noisy weights."""
+    """models/model.pt and model.json (which alone names the run, as the train stage writes them): an
+    untrained QACNet (the identity) or one with noisy weights."""
     torch.manual_seed(0)
     model = build_model("qacnet", **TINY)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(noise * torch.randn_like(p))
-    meta = {"run_id": run_id, "steps": 0, "params": count_params(model)}
+    meta = {"steps": 0, "params": count_params(model)}
     save_checkpoint(root / "models" / "model.pt", "qacnet", TINY, model, meta)
-    (root / "models" / "model.json").write_text(json.dumps({"arch": "qacnet", "kwargs": TINY, **meta}))
+    (root / "models" / "model.json").write_text(
+        json.dumps({"arch": "qacnet", "kwargs": TINY, **meta, "run_id": run_id})
+    )
 
 
 @pytest.fixture
@@ -195,6 +201,7 @@ def test_noisy_model(base, root, capsys):
     assert run.data.metrics["primary_psnr_gain"] == pytest.approx(out["primary"]["value"])
     assert run.data.metrics[f"{SET}_qf50_header_gain"] == pytest.approx(by_qf["50"]["header"]["gain"])
     assert run.data.metrics[f"{SET}_qf10_jpeg_psnr"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])
+    assert run.data.metrics["ms_per_image"] == out["timing"]["ms_per_image"]  # timings: MLflow, not metrics.json
     artifacts = {a.path for a in tracking.init_store().list_artifacts(run.info.run_id, "evaluate")}
     assert artifacts >= {"evaluate/evaluation.json", "evaluate/metrics.json", "evaluate/gain_vs_qf.csv"}
     assert json.loads(tracking.run_evaluation(run.info.run_id).read_text()) == out
@@ -222,7 +229,7 @@ def test_identity_model_into_training_run(base, root):
 
 def test_main_without_checkpoint(root, capsys, tmp_path):
     params_yaml = tmp_path / "params.yaml"
-    params_yaml.write_text((ROOT / "presets" / "quickstart.yaml").read_text())
+    params_yaml.write_text((ROOT / "params.yaml").read_text())
     assert stage.main(ARGS) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "model.pt: checkpoint not found" in err

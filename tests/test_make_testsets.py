@@ -16,7 +16,7 @@ from pipeline.mlops import tracking
 from stages import make_testsets as stage
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESET = ROOT / "presets" / "quickstart.yaml"
+PRESET = ROOT / "params.yaml"
 SET = "sample_test"  # a catalog name with role "test": its raw folder is data/raw/test/sample_test
 
 

@@ -15,7 +15,7 @@ from pipeline import params
 from pipeline.params import ParamsError
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = [ROOT / "params.yaml", ROOT / "presets" / "quickstart.yaml"]
+FILES = [ROOT / "params.yaml", ROOT / "presets" / "full.yaml"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""stages.promote with a real SQLite registry: the gate, --force, --rollback, concurrent runs."""
+"""The registry with a real SQLite store: the gate (stages.promote), moves by hand (pipeline.promote:
+--version, --candidate, --rollback through the champion history), concurrent runs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 import yaml
 
 from pipeline import params
+from pipeline import promote as cli
 from pipeline.core import images
 from pipeline.data import datasets
 from pipeline.evaluation import results as results_mod
@@ -47,7 +49,7 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def preset() -> dict:
-    return yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def save_model(path: Path, seed: int, noise: float = 0.0) -> None:
@@ -104,7 +106,7 @@ def load(root: Path) -> params.Params:
     return params.load(root / "params.yaml")
 
 
-def register(root: Path, force: bool = False) -> dict:
+def register(root: Path) -> dict:
     """The promote stage as dvc.yaml runs it, in the project ``root``."""
     m, r = root / "models", root / "reports"
     return promotion.register(
@@ -114,7 +116,6 @@ def register(root: Path, force: bool = False) -> dict:
         r / "evaluation.json",
         root / "data" / "testsets",
         r / "promotion.json",
-        force,
     )
 
 
@@ -125,7 +126,7 @@ def test_better_candidate_is_promoted(root, tmp_path):
         load(root), tmp_path / "pretrained" / "model.pt", root / "data" / "testsets", [SET], [10]
     )
     assert champ_value < -0.5  # the noisy shipped model makes the JPEGs worse
-    assert d["promoted"] and not d["forced"] and d["metric"] == KEY
+    assert d["promoted"] and d["metric"] == KEY
     assert d["champion_before"] == {"version": "1", "value": pytest.approx(champ_value)}
     assert d["candidate"]["version"] == "2" and d["candidate"]["value"] == 0.5
     assert d["margin"] == pytest.approx(0.5 - champ_value) and d["champion_after"] == "2"
@@ -192,58 +193,80 @@ def test_champion_is_rescored_without_its_tag(root):
     assert float(registry.alias_version("jpeg-restoration", "champion")["tags"][KEY]) == pytest.approx(first)
 
 
-def test_force_then_rollback(root, monkeypatch, capsys):
-    monkeypatch.chdir(root)
-    write_candidate(root, -30.0, seed=1)
-    assert stage.main(ARGS) == 0
-    assert "version 2: -30.000 dB vs champion v1" in capsys.readouterr().out
-    assert aliases() == {"champion": "1", "previous": None, "candidate": "2"}
+def history() -> list[str]:
+    return registry.champion_history("jpeg-restoration")
 
-    assert stage.main([*ARGS, "--force", "--params", str(root / "params.yaml")]) == 0
-    assert "promoted to champion" in capsys.readouterr().out
-    d = json.loads((root / "reports" / "promotion.json").read_text())
-    assert d["forced"] and d["promoted"] and d["margin"] < 0
+
+def test_by_hand_then_rollbacks_walk_the_history(root, monkeypatch, capsys):
+    """``python -m pipeline.promote``: --candidate, --version, then rollbacks go one champion further
+    back each time and say when there is nothing further; no DVC output is written."""
+    monkeypatch.chdir(root)
+    for seed in (1, 2):
+        write_candidate(root, -30.0, seed=seed)
+        assert stage.main(ARGS) == 0  # v1 shipped (champion), v2 and v3 candidates, not promoted
+    assert "version 3: -30.000 dB vs champion v1" in capsys.readouterr().out
+    decision = (root / "reports" / "promotion.json").read_bytes()
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "3"} and history() == ["1"]
+
+    assert cli.main(["--candidate"]) == 0
+    out = capsys.readouterr().out
+    assert "version 3 promoted to champion (was 1)" in out and "history   v1 -> v3" in out
+    assert cli.main(["--version", "2"]) == 0
+    assert aliases() == {"champion": "2", "previous": "3", "candidate": "3"} and history() == ["1", "3", "2"]
+    assert cli.main(["--rollback"]) == 0
+    assert "rolled back: champion is now version 3 (was 2)" in capsys.readouterr().out
     assert aliases() == {"champion": "3", "previous": "1", "candidate": "3"}
-
-    assert stage.main([*ARGS, "--rollback", "--params", str(root / "params.yaml")]) == 0
+    assert cli.main(["--rollback"]) == 0  # further back, not back to 2
     assert "champion is now version 1 (was 3)" in capsys.readouterr().out
-    assert aliases() == {"champion": "1", "previous": "3", "candidate": "3"}
-    d = json.loads((root / "reports" / "promotion.json").read_text())
-    assert d["rollback"] and (d["champion_before"], d["champion_after"]) == ("3", "1")
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "3"}
+    assert cli.main(["--rollback"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nothing further to roll back to (version 1 is the first champion)" in err
+    assert (root / "reports" / "promotion.json").read_bytes() == decision  # MLflow only
+    promotes = [r for r in tracking.search_runs("jpeg-restoration") if r["name"] == "promote"]
+    assert len(promotes) >= 4  # every decision by hand is a run
+
+    assert cli.main([]) == 0  # the state, nothing moved
+    out = capsys.readouterr().out
+    assert "champion  v1 (shipped, primary" in out and "candidate v3 (trained, primary -30.000 dB)" in out
 
 
-def test_force_a_registered_version(root, monkeypatch, capsys):
+def test_moves_refused(root, monkeypatch, capsys):
     monkeypatch.chdir(root)
+    assert cli.main(["--rollback"]) == 1  # empty registry
+    assert "nothing further to roll back to (no champion yet)" in capsys.readouterr().err
+    assert cli.main(["--candidate"]) == 1
+    assert "no version has the alias 'candidate'" in capsys.readouterr().err
     write_candidate(root, -30.0, seed=1)
     assert stage.main(ARGS) == 0  # v1 shipped (champion), v2 candidate
-    assert stage.main([*ARGS, "--force", "--version", "2"]) == 0
-    assert "version 2 promoted to champion (was 1)" in capsys.readouterr().out
-    assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
-    d = json.loads((root / "reports" / "promotion.json").read_text())
-    assert d["forced"] and (d["champion_before"], d["champion_after"]) == ("1", "2")
-    assert len(registry.registered_versions("jpeg-restoration")) == 2  # nothing registered
-    for argv, message in (
-        (["--force", "--version", "2"], "version 2 is already the champion"),
-        (["--force", "--version", "9"], "no version 9 in the registry"),
-    ):
-        assert stage.main([*ARGS, *argv]) == 1
+    refused = {"1": "version 1 is already the champion", "9": "no version 9 in the registry"}
+    for version, message in refused.items():
+        assert cli.main(["--version", version]) == 1
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        stage.main([*ARGS, "--version", "1"])
-    assert "--version needs --force" in capsys.readouterr().err
-    assert aliases() == {"champion": "2", "previous": "1", "candidate": "2"}
+        cli.main(["--version", "2", "--rollback"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert aliases() == {"champion": "1", "previous": None, "candidate": "2"} and history() == ["1"]
 
 
-def test_rollback_without_previous(root, monkeypatch, capsys):
+def test_history_of_a_store_without_one(root, monkeypatch):
+    """A store whose aliases were moved before the history existed (or in the MLflow UI) starts
+    from its previous and champion aliases, and a champion moved outside is appended."""
     monkeypatch.chdir(root)
-    assert stage.main([*ARGS, "--rollback"]) == 1  # empty registry
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "no version has the alias 'previous'; nothing to roll back to" in err
     write_candidate(root, -30.0, seed=1)
-    assert stage.main(ARGS) == 0  # a champion, but no previous one
-    assert stage.main([*ARGS, "--rollback"]) == 1
-    assert "nothing to roll back to" in capsys.readouterr().err
-    assert aliases()["champion"] == "1"
+    register(root)  # v1, v2
+    write_candidate(root, -30.0, seed=2)
+    register(root)  # v3
+    client = tracking.init_store()
+    client.delete_registered_model_tag("jpeg-restoration", registry.HISTORY_TAG)
+    registry.set_alias("jpeg-restoration", "previous", "2")
+    registry.set_alias("jpeg-restoration", "champion", "3")
+    assert history() == ["2", "3"]
+    registry.move_champion("jpeg-restoration", ["2", "3"])
+    registry.set_alias("jpeg-restoration", "champion", "1")  # by hand in the MLflow UI
+    assert history() == ["2", "3", "1"]
+    assert promotion.rollback(load(root))["champion_after"] == "3"
+    assert aliases() == {"champion": "3", "previous": "2", "candidate": "3"}
 
 
 def _promote_in(root: Path, env: dict[str, str], barrier) -> None:

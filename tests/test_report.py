@@ -1,5 +1,5 @@
 """stages.report and pipeline.evaluation.reporting: the report from fixture metrics, published rows,
-ablations, MLflow."""
+MLflow; the ablation table (pipeline.evaluation.experiments, python -m pipeline.ablations)."""
 
 from __future__ import annotations
 
@@ -111,10 +111,12 @@ def test_published_yaml():
 
 
 def test_parse_experiments_fixture(exp_rows):
-    """Finished experiments only, each with its headline metrics and only what it changed."""
-    base, rows = exp_rows["baseline"], exp_rows["finished"]
-    assert base["name"] == "workspace" and base["metrics"]["primary"] == pytest.approx(2.3)
-    assert [r["name"] for r in rows] == ["dncnn", "one-stage", "fft-up"]
+    """Finished experiments only, each with its headline metrics and only what it changed
+    relative to the commit it started from."""
+    (base,) = exp_rows["baselines"]
+    assert base["name"] == "master" and base["rev"] == "fe5ede5" and base["metrics"]["primary"] == pytest.approx(2.3)
+    rows = exp_rows["finished"]
+    assert [r["name"] for r in rows] == ["dncnn", "one-stage", "fft-up"] and {r["baseline"] for r in rows} == {"master"}
     by_name = {r["name"]: r for r in rows}
     assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2}
     assert by_name["fft-up"]["metrics"]["primary"] == pytest.approx(2.45)
@@ -123,22 +125,31 @@ def test_parse_experiments_fixture(exp_rows):
     assert exp_rows["unfinished"] == {"broken": "failed"}  # a failed run lists its baseline's metrics: not shown
 
 
-def test_changed_keys_are_relative_to_the_workspace(exp_rows):
-    """Experiments run from a workspace holding the quickstart preset: only their -S overrides count."""
+def test_changed_keys_are_relative_to_each_experiments_own_baseline():
+    """The workspace holds other edits (an earlier `dvc exp run` left its -S there), and two
+    commits have experiments: each lists only what it changed from its own commit."""
     shown = json.loads(FIXTURE.read_text())
-    ws = shown[0]["data"]["params"]["params.yaml"]["data"]
-    ws["train"] = {**ws.get("train", {}), "steps": 1500}
-    for exp in shown[1]["experiments"]:
-        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"] = dict(ws["train"])
-    by_name = {r["name"]: r for r in experiments.parse(shown)["finished"]}
-    assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2}
+    shown[0]["data"]["params"]["params.yaml"]["data"]["loss"]["fft_weight"] = 0.1  # the workspace moved on
+    older = json.loads(json.dumps(shown[1]))
+    older.update(rev="0123456789abcdef", name="older")
+    older["data"]["params"]["params.yaml"]["data"]["train"]["steps"] = 50
+    exp = older["experiments"][2]  # fft-up, started from the older commit with its 50 steps
+    exp["name"] = "fft-up-old"
+    exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["steps"] = 50
+    older["experiments"] = [exp]
+    parsed = experiments.parse([*shown, older])
+    assert [b["name"] for b in parsed["baselines"]] == ["master", "older"]
+    by_name = {r["name"]: r for r in parsed["finished"]}
+    assert by_name["fft-up"]["changed"] == {"loss.fft_weight": 0.2} and by_name["fft-up"]["baseline"] == "master"
+    assert by_name["fft-up-old"]["changed"] == {"loss.fft_weight": 0.2} and by_name["fft-up-old"]["baseline"] == "older"
 
 
 def test_ablation_table(exp_rows):
     (_, note), (kind, head, rows), (_, unfinished) = experiments.ablation_blocks(exp_rows)
     assert kind == "table" and head[:4] == ["experiment", "rev", "changed params", "primary"]
     table = {r[0]: r for r in rows}
-    assert table["workspace"][2] == "(baseline)" and "workspace params.yaml" in note
+    assert rows[0][0] == "master (baseline)" and rows[0][1:3] == ["fe5ede5", "-"]
+    assert "under the commit it started from" in note
     assert table["fft-up"][2] == "loss.fft_weight=0.2" and table["fft-up"][-1] == "+0.150"
     assert "broken" not in table and unfinished == "Not shown, not finished: broken (failed)."
     none = {**exp_rows, "finished": [], "unfinished": {}}
@@ -148,16 +159,28 @@ def test_ablation_table(exp_rows):
     ]
 
 
+def test_ablations_command(exp_rows, monkeypatch, tmp_path, capsys):
+    from pipeline import ablations
+
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: exp_rows)  # dvc itself: tests/test_dvc.py
+    assert ablations.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## Ablations (dvc exp show)") and "| fft-up | a550626 | loss.fft_weight=0.2 |" in out
+    assert ablations.main(["-o", str(tmp_path / "a.md")]) == 0
+    assert (tmp_path / "a.md").read_text() == out
+    monkeypatch.setattr(experiments, "from_dvc", lambda root: "`dvc exp show` failed: not a DVC repository")
+    assert ablations.main([]) == 1
+
+
 def test_experiments_outside_a_dvc_repo(tmp_path):
     assert experiments.from_dvc(tmp_path).startswith("`dvc exp show` failed")
 
 
-def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch, exp_rows):
+def test_report_into_training_run(base_params, tmp_path, mlflow_uri):
     with tracking.start_run("train", base_params.tracking.experiment) as train:
         pass
     write_inputs(tmp_path, train.info.run_id)
-    monkeypatch.setattr(experiments, "from_dvc", lambda root: exp_rows)  # dvc itself is tested above
-    s = stage.run(base_params, paths(tmp_path), tmp_path)
+    s = stage.run(base_params, paths(tmp_path))
     reports = tmp_path / "reports"
     plots = ["gain_vs_qf_LIVE1.png", "gain_vs_qf_sample_test.png", "train_curve.png"]
     assert sorted(Path(p).name for p in s["plots"]) == sorted(plots)
@@ -167,7 +190,6 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
         "LIVE1 at QF 90: restoring (QF estimated from the pixels (blind)) makes the photos 0.050 dB worse (PSNR) "
         "than the input."
     ]
-    assert s["experiments"] == 3
 
     md = (reports / "report.md").read_text()
     assert "| QF | method | kind | params | PSNR | SSIM | PSNR-B | PSNR (Y) | gain (dB) | source |" in md
@@ -181,7 +203,7 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
     assert "| set | QF10 | QF20 | QF30 | QF50 | QF90 |" in md and "| sample_test | 1.25 | - | 1.25 | - | - |" in md
     assert "crops/sample_test_qf10_astronaut.png" in md and "qf20" not in md
     assert "(plots/gain_vs_qf_LIVE1.png)" in md and "(plots/train_curve.png)" in md
-    assert "| fft-up |" in md and "loss.fft_weight=0.2" in md
+    assert "Ablations" not in md  # python -m pipeline.ablations: a stage cannot list experiments finished later
 
     page = (reports / "reporting.html").read_text()
     assert page.count("src='data:image/png;base64,") == 4  # two gain plots, the train curve, one crop
@@ -201,15 +223,14 @@ def test_report_into_training_run(base_params, tmp_path, mlflow_uri, monkeypatch
     assert logged == {f"report/plots/{p}" for p in plots}
 
 
-def test_report_without_training_run(base_params, tmp_path, mlflow_uri, monkeypatch):
+def test_report_without_training_run(base_params, tmp_path, mlflow_uri):
     write_inputs(tmp_path, "0123456789abcdef")  # trained against another store: not found here
     (tmp_path / "reports" / "train_log.csv").unlink()
-    monkeypatch.setattr(experiments, "from_dvc", lambda root: "`dvc exp show` failed: not a DVC repository")
-    s = stage.run(base_params, paths(tmp_path), tmp_path)
+    s = stage.run(base_params, paths(tmp_path))
     assert not s["logged_into_training_run"] and s["run_id"] != "0123456789abcdef"
     assert not (tmp_path / "reports" / "plots" / "train_curve.png").exists()
     md = (tmp_path / "reports" / "report.md").read_text()
-    assert "No training log" in md and "No ablation table: `dvc exp show` failed: not a DVC repository" in md
+    assert "No training log" in md
     run = tracking.init_store().get_run(s["run_id"])
     assert run.data.tags["train_run_id"] == "0123456789abcdef" and run.data.tags["stage"] == "report"
 
@@ -236,15 +257,14 @@ def rw_case(case: str, qf: int | None, gain: float) -> dict:
     }
 
 
-def test_real_world_section(base_params, tmp_path, mlflow_uri, monkeypatch):
+def test_real_world_section(base_params, tmp_path, mlflow_uri):
     write_inputs(tmp_path, None)
     metrics = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     cases = [rw_case("cropped_png", 10, 1.5), rw_case("cropped_png", 30, -0.02), rw_case("never_compressed", None, 0.0)]
     excluded = {"never_compressed": {"reason": "the reference carries a JPEG lattice", "images": ["x.png"]}}
     metrics["real_world"] = {"LIVE1": {"cases": cases, "excluded": excluded}}
     (tmp_path / "reports" / "evaluation.json").write_text(json.dumps(metrics))
-    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
-    s = stage.run(base_params, paths(tmp_path), tmp_path)
+    s = stage.run(base_params, paths(tmp_path))
     assert "real_world_LIVE1.png" in {Path(p).name for p in s["plots"]}
     assert (
         "LIVE1 at QF 30: restoring (real world: title of cropped_png) makes the photos 0.020 dB worse (PSNR) "
@@ -267,7 +287,7 @@ def test_train_plot_has_no_empty_validation_frame():
     assert alone.shape[0] == with_val.shape[0] and with_val.shape[1] == pytest.approx(2 * alone.shape[1], rel=0.02)
 
 
-def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow_uri, monkeypatch):
+def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow_uri):
     """The registry champion's stored evaluation, on the same sets and QFs as this model's."""
     import torch
 
@@ -288,8 +308,7 @@ def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow
         tracking.log_dict(champ, tracking.EVALUATION_ARTIFACT)
     name = base_params.register.model_name
     registry.register_version(name, run.info.run_id, {}, aliases=("champion",))
-    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
-    s = stage.run(base_params, paths(tmp_path), tmp_path)
+    s = stage.run(base_params, paths(tmp_path))
     assert s["champion"] == f"{name} v1"
     md = (tmp_path / "reports" / "report.md").read_text()
     section = md.split("## Against the registry's champion")[1].split("## ")[0]
@@ -298,9 +317,8 @@ def test_champion_next_to_the_model_just_evaluated(base_params, tmp_path, mlflow
     assert "| sample_test | 10 | 27.00 | - | +1.000 | - | - |" in section
 
 
-def test_report_without_champion(base_params, tmp_path, mlflow_uri, monkeypatch):
+def test_report_without_champion(base_params, tmp_path, mlflow_uri):
     write_inputs(tmp_path, None)
-    monkeypatch.setattr(experiments, "from_dvc", lambda root: "none here")
-    stage.run(base_params, paths(tmp_path), tmp_path)
+    stage.run(base_params, paths(tmp_path))
     md = (tmp_path / "reports" / "report.md").read_text()
     assert "No comparison: the registry has no champion of jpeg-restoration yet." in md

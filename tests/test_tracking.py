@@ -205,7 +205,7 @@ def test_download_stage_logs_to_a_server(mlflow_server, tmp_path, monkeypatch):
 
     work = tmp_path / "work"
     work.mkdir()
-    (work / "params.yaml").write_text((ROOT / "presets" / "quickstart.yaml").read_text())
+    (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     monkeypatch.chdir(work)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("DVC_ROOT", str(work))

@@ -92,7 +92,7 @@ def test_ema_step_moves_towards_the_weights() -> None:
 def test_fit_ships_trained_ema_weights(tmp_path: Path, image_factory, one_torch_thread: None) -> None:
     """The EMA weights fit() returns (saved, evaluated, shipped) moved away from the
     initialisation and restore a generated photo better than its JPEG input."""
-    p = params.load(Path(__file__).resolve().parent.parent / "presets" / "quickstart.yaml")
+    p = params.load(Path(__file__).resolve().parent.parent / "params.yaml")
     cfg = dataclasses.replace(
         p.train,
         steps=40,

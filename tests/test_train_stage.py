@@ -25,7 +25,7 @@ def make_project(tmp: Path, image_factory, n: int = 4, size: int = 96, **train) 
     folder.mkdir(parents=True)
     for i in range(n):
         images.write_png(folder / f"img{i}.png", image_factory(size, size + 16, seed=i))
-    raw = yaml.safe_load((ROOT / "presets" / "quickstart.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"]["qacnet"].update(width=8, mid_blocks=1)
     raw["train"].update(
         steps=60,
@@ -159,3 +159,31 @@ def test_two_processes_with_ddp_gloo(tmp_path: Path, image_factory) -> None:
     exp = client.get_experiment_by_name("jpeg-restoration")
     runs = client.search_runs([exp.experiment_id], filter_string="tags.stage = 'train'")
     assert len(runs) == 1  # only rank 0 logs
+
+
+def test_a_rerun_writes_the_same_bytes_and_trains_eagerly_on_the_cpu(
+    tmp_path: Path, image_factory, mlflow_store, monkeypatch, capsys
+) -> None:
+    """Twice the same training (in this process, the full configuration's compile mode): the same
+    checkpoint and training log byte for byte (the git-tracked log holds no speed), the run's own
+    facts only in model.json; reduce-overhead (CUDA graphs) falls back to eager on a CPU, in one line."""
+    from pipeline import params
+    from pipeline.models.checkpoint import read_checkpoint
+    from stages import train
+
+    root = make_project(tmp_path, image_factory, steps=12, val_fraction=0.0, compile="reduce-overhead", device="cpu")
+    monkeypatch.chdir(root)
+    p = params.load(root / "params.yaml")
+    metas = []
+    for run in ("a", "b"):
+        out = root / run
+        paths = train.Paths(root / "data" / "raw" / "train", out / "model.pt", out / "model.json", out / "log.csv", out)
+        metas.append(train.run(p, paths, vgg_pretrained=False))
+        assert capsys.readouterr().out.count("training eagerly on the CPU (compile none)") == 1
+    a, b = root / "a", root / "b"
+    assert (a / "model.pt").read_bytes() == (b / "model.pt").read_bytes()
+    assert (a / "log.csv").read_bytes() == (b / "log.csv").read_bytes()
+    assert "patches_per_s" not in (a / "log.csv").read_text().splitlines()[0]
+    facts = {"wall_s", "patches_per_s", "resumed_from", "git_commit", "run_id"}
+    assert facts.isdisjoint(read_checkpoint(a / "model.pt")["meta"])
+    assert metas[0]["run_id"] != metas[1]["run_id"] and facts <= set(json.loads((a / "model.json").read_text()))

@@ -1,12 +1,18 @@
-"""The ablation table from ``dvc exp show --json`` (DVC 3.x): finished experiments only, each with
-its headline metrics and only the params it changed relative to the workspace it was run from.
+"""The ablation table from ``dvc exp show --json`` (DVC 3.x): every finished experiment, queued
+ones included, with its headline metrics and only the params it changed relative to the commit
+it started from (its baseline, which ``dvc exp run`` records as ``DVC_EXP_BASELINE_REV``)::
+
+    python -m pipeline.ablations            # Markdown on stdout; -o FILE to write it
+
+Not part of the report stage: a report made inside ``dvc repro`` (or inside a queued experiment,
+in a copy without the experiment refs) cannot list the experiments that finish after it, and its
+table would depend on state DVC does not track. Run it once ``dvc queue status`` is done.
 
 The JSON is a list of entries ``{rev, name, data: {params: {file: {data}}, metrics: {file: {data}}},
 error, experiments: [{name, executor: null | {state}, revs: [an entry]}] | null}``: first
-"workspace" (params.yaml as it is now and the metrics of its last ``dvc repro``), then each
-baseline commit with its experiments. ``dvc exp run`` runs the workspace's params.yaml plus its
-``-S`` overrides, so comparing with the workspace names exactly the overrides (comparing with the
-commit would list every difference between the commit and, say, the quickstart preset).
+"workspace", then each baseline commit with the experiments that started from it. Experiments
+queued from the committed ``params.yaml`` therefore list exactly their ``-S`` overrides; one run
+in a workspace holding other edits lists those too, since it ran them.
 """
 
 from __future__ import annotations
@@ -46,20 +52,15 @@ def _headline(entry: dict[str, Any]) -> dict[str, float]:
 
 
 def parse(exp_show: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"baseline": {name, params, metrics}, "finished": [rows], "unfinished": {name: state}}``;
-    a row is ``{name, rev, changed, metrics}``."""
-    workspace = next((e for e in exp_show if e.get("rev") == "workspace"), None)
-    commits = [e for e in exp_show if e.get("rev") != "workspace"]
-    ref = workspace if workspace is not None and _params(workspace) else (commits[0] if commits else {})
-    base_params = _params(ref)
-    baseline = {
-        "name": "workspace" if ref is workspace else str(ref.get("name") or ref.get("rev", ""))[:7],
-        "params": base_params,
-        "metrics": _headline(ref),
-    }
-    finished, unfinished = [], {}
-    for commit in commits:
-        for exp in commit.get("experiments") or []:
+    """``{"baselines": [{name, rev, metrics}], "finished": [rows], "unfinished": {name: state}}``;
+    a row is ``{name, rev, baseline, changed, metrics}``, ``changed`` relative to its baseline commit."""
+    baselines, finished, unfinished = [], [], {}
+    for commit in (e for e in exp_show if e.get("rev") != "workspace"):
+        base_name = str(commit.get("name") or str(commit.get("rev", ""))[:7])
+        base_params, exps = _params(commit), commit.get("experiments") or []
+        if exps:
+            baselines.append({"name": base_name, "rev": str(commit.get("rev", ""))[:7], "metrics": _headline(commit)})
+        for exp in exps:
             rev = exp["revs"][0]  # the newest revision of the experiment
             name = exp.get("name") or rev.get("name") or str(rev.get("rev", ""))[:7]
             state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
@@ -69,8 +70,9 @@ def parse(exp_show: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             params = _params(rev)
             changed = {k: v for k, v in params.items() if base_params.get(k, object()) != v}
-            finished.append({"name": name, "rev": str(rev.get("rev", ""))[:7], "changed": changed, "metrics": metrics})
-    return {"baseline": baseline, "finished": finished, "unfinished": unfinished}
+            row = {"name": name, "rev": str(rev.get("rev", ""))[:7], "baseline": base_name, "changed": changed}
+            finished.append(row | {"metrics": metrics})
+    return {"baselines": baselines, "finished": finished, "unfinished": unfinished}
 
 
 def from_dvc(root: Path) -> dict[str, Any] | str:
@@ -97,22 +99,24 @@ def ablation_blocks(parsed: dict[str, Any] | str) -> list[Block]:
     """The ablation table, or a paragraph saying why there is none (``parsed`` may be an error message)."""
     if isinstance(parsed, str):
         return [("p", f"No ablation table: {parsed}")]
-    base, rows = parsed["baseline"], parsed["finished"]
-    blocks: list[Block] = []
+    rows, blocks = parsed["finished"], []
     if not rows:
-        blocks.append(("p", "No finished experiments in `dvc exp show` (run `dvc exp run -S key=value`)."))
+        blocks.append(("p", "No finished experiments in `dvc exp show` (run `dvc exp run --queue -S key=value`)."))
     else:
-        keys = list(dict.fromkeys([*base["metrics"], *(k for r in rows for k in r["metrics"])]))
+        keys = list(dict.fromkeys(k for r in [*parsed["baselines"], *rows] for k in r["metrics"]))
         head = ["experiment", "rev", "changed params", *keys, "primary vs baseline"]
-        table = [[base["name"], "-", "(baseline)", *(_cell(base["metrics"].get(k, "-")) for k in keys), "-"]]
-        for r in rows:
-            delta = r["metrics"].get("primary"), base["metrics"].get("primary")
-            diff = f"{delta[0] - delta[1]:+.3f}" if None not in delta else "-"
-            changed = ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "(nothing)"
-            table.append([r["name"], r["rev"], changed, *(_cell(r["metrics"].get(k, "-")) for k in keys), diff])
+        table = []
+        for base in parsed["baselines"]:
+            cells = [_cell(base["metrics"].get(k, "-")) for k in keys]
+            table.append([f"{base['name']} (baseline)", base["rev"], "-", *cells, "-"])
+            for r in (r for r in rows if r["baseline"] == base["name"]):
+                delta = r["metrics"].get("primary"), base["metrics"].get("primary")
+                diff = f"{delta[0] - delta[1]:+.3f}" if None not in delta else "-"
+                changed = ", ".join(f"{k}={v}" for k, v in r["changed"].items()) or "(nothing)"
+                table.append([r["name"], r["rev"], changed, *(_cell(r["metrics"].get(k, "-")) for k in keys), diff])
         note = (
-            f"Headline metrics (reports/metrics.json, dB unless named otherwise) of every finished experiment; "
-            f"changed params are relative to the {base['name']} params.yaml the experiments ran from."
+            "Headline metrics (reports/metrics.json, dB unless named otherwise) of every finished experiment, "
+            "under the commit it started from; changed params are relative to that commit's params.yaml."
         )
         blocks += [("p", note), ("table", head, table)]
     if parsed["unfinished"]:

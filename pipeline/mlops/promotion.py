@@ -1,20 +1,22 @@
 """The model registry's decisions: register a trained model, promote it past the champion or not,
-bring the shipped model in, promote a version by hand, roll back (``stages/promote.py`` and the
-app's Models page).
+bring the shipped model in (``stages/promote.py``, the automatic gate); promote a version by
+hand, roll back (``python -m pipeline.promote`` and the app's Models page).
 
 ``register`` adds the trained checkpoint (logged by the train stage in its run) as a new version
 of the registered model ``register.model_name`` with the alias ``candidate`` and its metrics as tags.
 The alias ``champion`` moves to it only when it beats the current champion on the primary
 metric (mean blind-mode PSNR gain over ``evaluate.primary_sets`` x ``primary_qfs``) by at least
-``register.threshold`` dB; the old champion keeps ``previous``. Both numbers are measured on
+``register.threshold`` dB; the old champion becomes ``previous``. Both numbers are measured on
 the same test images: a champion scored on other sets is re-scored first. When the registry
 has no champion yet, the shipped ``register.pretrained`` model becomes the first one; a newer
 shipped model (new file content) goes through the same gate against the current champion.
 
-``force`` promotes the candidate whatever the numbers; ``promote_version`` an already registered
-version (as the app's Models page does); ``rollback`` gives ``champion`` back to ``previous``.
-Each decision goes to a JSON file the caller names and to MLflow. A file lock around the
-read-compare-move keeps concurrent experiments from racing the alias.
+``promote_version`` gives ``champion`` to a registered version whatever its numbers;
+``rollback`` gives it back to the version that held it before, and a second rollback goes one
+further back (``registry.champion_history``). The gate's decision goes to the promote stage's
+DVC output and to MLflow; a decision by hand goes to MLflow only (a "promote" run), never to a
+DVC output. Every alias move is ``registry.move_champion``, under the registry's file lock, which
+is also held around each read-compare-move, so that concurrent experiments never race the alias.
 """
 
 from __future__ import annotations
@@ -38,11 +40,6 @@ from pipeline.restoration.restorer import Restorer
 
 class PromotionError(RuntimeError):
     pass
-
-
-def registry_lock() -> files.FileLock:
-    """Held around every read-compare-move of the aliases (one lock per repo, beside mlflow.db)."""
-    return files.lock(tracking.project_root() / ".registry.lock")
 
 
 def pairs_in(testsets: Path) -> Callable[[str, int], list[EvalPair]]:
@@ -132,14 +129,13 @@ def adopt_shipped(
     }
     version = registry.register_version(name, run.info.run_id, tags)
     if champion is None:
-        registry.set_alias(name, "champion", version)
+        registry.crown(name, version)
         print(f"registered the shipped pretrained model as version {version}, alias champion ({value:+.3f} dB)")
     else:
         champ_value = version_score(params, champion, key, testsets, sets, qfs)
         verdict = "not promoted"
         if value - champ_value >= params.register.threshold:
-            registry.set_alias(name, "previous", champion["version"])
-            registry.set_alias(name, "champion", version)
+            registry.crown(name, version)
             verdict = "promoted to champion"
         print(
             f"registered the shipped pretrained model ({path.name}, new content) as version {version}: "
@@ -148,9 +144,7 @@ def adopt_shipped(
     return registry.alias_version(name, "champion")
 
 
-def register(
-    params: Params, model: Path, meta_file: Path, evaluation: Path, testsets: Path, out: Path, force: bool = False
-) -> dict:
+def register(params: Params, model: Path, meta_file: Path, evaluation: Path, testsets: Path, out: Path) -> dict:
     """Register ``model`` (its metadata, its evaluation), decide on the champion, record it in ``out``.
 
     ``testsets``: the test-set folder the champion is re-scored on when it was scored elsewhere."""
@@ -179,23 +173,20 @@ def register(
     }
     for s, by_qf in results_mod.gains(metrics["results"]).items():
         tags.update({f"gain_blind.{s}.qf{q}": round(g, 4) for q, g in by_qf.items()})
-    with registry_lock():
+    with registry.registry_lock():
         champion = adopt_shipped(params, testsets, key, sets, qfs, registry.alias_version(name, "champion"))
         version = registry.register_version(name, run_id, tags, aliases=("candidate",))
         champ_value = version_score(params, champion, key, testsets, sets, qfs) if champion else None
         margin = None if champ_value is None else value - champ_value
-        promote = force or champion is None or margin >= params.register.threshold
+        promote = champion is None or margin >= params.register.threshold
         if promote:
-            if champion:
-                registry.set_alias(name, "previous", champion["version"])
-            registry.set_alias(name, "champion", version)
+            registry.crown(name, version)
     if not promote and champion["run_id"]:  # the app's Results page compares it with the candidate, QF by QF
         cover_evaluation(params, testsets, champion, list(params.data.test_sets), list(params.data.qfs))
     decision = {
         "model_name": name,
         "metric": key,
         "threshold": params.register.threshold,
-        "forced": force,
         "candidate": {"version": version, "value": value, "run_id": run_id},
         "champion_before": None if champion is None else {"version": champion["version"], "value": champ_value},
         "margin": margin,
@@ -207,53 +198,54 @@ def register(
     return decision
 
 
-def promote_version(params: Params, version: str, out: Path) -> dict:
-    """Give ``champion`` to a registered ``version`` whatever its numbers (``--force --version``);
-    the old champion keeps ``previous``."""
+def promote_version(params: Params, version: str) -> dict:
+    """Give ``champion`` to a registered ``version`` whatever its numbers (by hand: MLflow only)."""
     name = params.register.model_name
-    with registry_lock():
+    with registry.registry_lock():
         champion = registry.alias_version(name, "champion")
         if not any(v["version"] == str(version) for v in registry.registered_versions(name)):
             raise PromotionError(f"{name}: no version {version} in the registry")
         if champion and champion["version"] == str(version):
             raise PromotionError(f"{name}: version {version} is already the champion")
-        if champion:
-            registry.set_alias(name, "previous", champion["version"])
-        registry.set_alias(name, "champion", str(version))
+        history = registry.crown(name, str(version))
     decision = {
         "model_name": name,
         "forced": True,
         "promoted": True,
         "champion_before": champion and champion["version"],
         "champion_after": str(version),
+        "history": history,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    record(params, out, decision, None)
+    record(params, None, decision, None)
     return decision
 
 
-def rollback(params: Params, out: Path) -> dict:
+def rollback(params: Params) -> dict:
+    """Give ``champion`` back to the version that held it before this one (by hand: MLflow only)."""
     name = params.register.model_name
-    with registry_lock():
-        champion, previous = registry.alias_version(name, "champion"), registry.alias_version(name, "previous")
-        if previous is None:
-            raise PromotionError(f"{name}: no version has the alias 'previous'; nothing to roll back to")
-        registry.set_alias(name, "champion", previous["version"])
-        if champion:
-            registry.set_alias(name, "previous", champion["version"])
+    with registry.registry_lock():
+        history = registry.champion_history(name)
+        if len(history) < 2:
+            where = f"version {history[-1]} is the first champion" if history else "no champion yet"
+            raise PromotionError(f"{name}: nothing further to roll back to ({where})")
+        registry.move_champion(name, history[:-1])
     decision = {
         "model_name": name,
         "rollback": True,
-        "champion_before": champion and champion["version"],
-        "champion_after": previous["version"],
+        "champion_before": history[-1],
+        "champion_after": history[-2],
+        "history": history[:-1],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    record(params, out, decision, None)
+    record(params, None, decision, None)
     return decision
 
 
-def record(params: Params, out: Path, decision: dict, run_id: str | None) -> None:
-    """Write a decision to ``out`` and log it to MLflow (into ``run_id`` when given)."""
-    files.write_bytes(out, json.dumps(decision, indent=2).encode())
+def record(params: Params, out: Path | None, decision: dict, run_id: str | None) -> None:
+    """Log a decision to MLflow (into ``run_id`` when given) and write it to ``out`` (the promote
+    stage's DVC output) when given."""
+    if out is not None:
+        files.write_bytes(out, json.dumps(decision, indent=2).encode())
     with tracking.start_run("promote", params.tracking.experiment, run_id=run_id):
         tracking.log_dict(decision, "promotion.json")

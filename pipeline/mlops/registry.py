@@ -1,13 +1,23 @@
-"""The MLflow model registry: versions, aliases and tags, and a version's checkpoint on disk.
+"""The MLflow model registry: versions, aliases and tags, the champion's history, and a version's
+checkpoint on disk.
 
 A registered version's source is the run artifact folder ``model/``: an MLflow pyfunc model
 around our self-describing checkpoint (``pyfunc.py``). This project rebuilds the network from
 the checkpoint with weights-only loading; MLflow's tools load the pyfunc model.
+
+Every move of ``champion`` goes through ``move_champion``, under the registry's file lock: the
+registered model's tag ``champion_history`` (a JSON list of versions, oldest first) is the truth,
+``champion`` is its last entry and ``previous`` the one before. ``crown`` pushes a version on
+it, a rollback (``promotion.rollback``) pops one, so two rollbacks go two champions back. A list
+rather than a ``previous`` tag per version: a version that is champion twice (v1, v3, v1) would
+make such links loop.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,8 +26,21 @@ from typing import Any
 import mlflow
 
 from pipeline.core import files
-from pipeline.mlops.local import local_checkpoint, parse_model_uri
+from pipeline.mlops.local import local_checkpoint, parse_model_uri, project_root
 from pipeline.mlops.tracking import MODEL_ARTIFACT, init_store, store_exists, tracking_uri
+
+HISTORY_TAG = "champion_history"
+
+
+def registry_lock() -> files.FileLock:
+    """Held around every read-compare-move of the aliases (one lock per repo, beside mlflow.db).
+    The same lock object per path, so a holder may take it again (``crown`` inside a decision)."""
+    return _lock(str(project_root() / ".registry.lock"))
+
+
+@functools.cache
+def _lock(path: str) -> files.FileLock:
+    return files.lock(path)
 
 
 def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tuple[str, ...] = ()) -> str:
@@ -37,6 +60,55 @@ def register_version(name: str, run_id: str, tags: dict[str, Any], aliases: tupl
 
 def set_alias(name: str, alias: str, version: str) -> None:
     init_store().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    try:
+        init_store().delete_registered_model_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        pass  # no such alias
+
+
+def model_tag(name: str, key: str) -> str | None:
+    """A tag of the registered model ``name`` itself (not of a version), or None."""
+    try:
+        return init_store().get_registered_model(name).tags.get(key)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def champion_history(name: str) -> list[str]:
+    """The versions that held ``champion``, oldest first, the current one last. A store whose
+    history was never written starts from its ``previous`` and ``champion`` aliases; a champion
+    moved elsewhere (the MLflow UI) is appended."""
+    raw = model_tag(name, HISTORY_TAG)
+    if raw is None:
+        return [v["version"] for v in (alias_version(name, a) for a in ("previous", "champion")) if v]
+    history = [str(v) for v in json.loads(raw)]
+    champion = alias_version(name, "champion")
+    if champion and (not history or history[-1] != champion["version"]):
+        history.append(champion["version"])
+    return history
+
+
+def move_champion(name: str, history: list[str]) -> None:
+    """The one place that moves ``champion`` and ``previous``: they follow ``history`` (its last
+    entry and the one before, if any), written as the registered model's tag, under the lock."""
+    with registry_lock():
+        init_store().set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        set_alias(name, "champion", history[-1])
+        if len(history) > 1:
+            set_alias(name, "previous", history[-2])
+        else:
+            delete_alias(name, "previous")
+
+
+def crown(name: str, version: str) -> list[str]:
+    """Give ``champion`` to ``version``, pushing it on the history; returns the new history."""
+    with registry_lock():
+        history = [*champion_history(name), str(version)]
+        move_champion(name, history)
+    return history
 
 
 def alias_version(name: str, alias: str) -> dict[str, Any] | None:
@@ -136,3 +208,13 @@ def _cached_artifacts(uri: str, artifacts: str, key: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ckpt
+
+
+def run_tag(run_id: str | None, key: str) -> str | None:
+    """A tag of the run behind a version (e.g. ``dvc_exp_name``: the experiment that made it), or None."""
+    if not run_id:
+        return None
+    try:
+        return init_store().get_run(run_id).data.tags.get(key)
+    except mlflow.exceptions.MlflowException:
+        return None

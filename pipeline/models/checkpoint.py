@@ -21,9 +21,11 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a truncated file."""
-    with replacing(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a temporary file, then rename: a crash never leaves a truncated file. Saved
+    through a file object, whose archive folder is always "archive" (given a path, torch names it
+    after the random temporary file): the same object gives the same bytes."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def plain(value: Any) -> Any:
@@ -42,7 +44,8 @@ def save_checkpoint(
     path: str | Path, arch: str, kwargs: dict[str, Any], model: nn.Module, meta: dict[str, Any], half: bool = False
 ) -> None:
     """Write the model's weights (fp16 when ``half``: half the size, for shipping) with its
-    constructor arguments and metadata (steps, params digest, git commit, run id...)."""
+    constructor arguments and metadata (steps, params digest, training data...). The train stage
+    keeps run facts (wall time, git commit, run id) out of it, so that a rerun writes the same bytes."""
     weights = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
