@@ -38,6 +38,8 @@ def show(restorer: Restorer, model_key: str, filename: str, data: bytes, origina
         c1.caption("exact: standard IJG tables" if decoded.qf_exact else "approximate: non-standard tables")
     c2.metric("Decided", "unchanged" if decision.unchanged else f"QF {decision.qf:.0f}", help=decision.message)
     c2.caption(decision.message.replace("use --q to force", "tick 'Restore it anyway' to force"))
+    if decision.reading and decision.reading not in decision.message:  # the JPEG-history detector's reading
+        c2.caption(decision.reading)
     default_qf = 95 if decision.unchanged else int(round(decision.qf))
     qf = c3.slider(
         "Restore as QF",

@@ -111,6 +111,34 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class DetectorParams:
+    """The JPEG-history detector's training (``pipeline/training/detector.py``). seed; samples:
+    training photos synthesized; clean_share: of them never compressed; steps, batch, lr,
+    weight_decay, hidden, dropout: the MLP's training; sides: photo sides drawn (px, min and
+    max); holdout_every: every n-th clean photo held out for calibration; clean_target: share of
+    held-out never-compressed variants that must stay unchanged; workers: processes making
+    samples; clean_sets: training sets never compressed; skip_sets: sets left out (JPEG
+    histories of unknown quality); not_clean: photos (file stems) of a clean set with JPEG traces."""
+
+    seed: int
+    samples: int
+    clean_share: float
+    steps: int
+    batch: int
+    lr: float
+    weight_decay: float
+    hidden: int
+    dropout: float
+    sides: tuple[int, ...]
+    holdout_every: int
+    clean_target: float
+    workers: int
+    clean_sets: tuple[str, ...]
+    skip_sets: tuple[str, ...]
+    not_clean: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RegisterParams:
     model_name: str
     threshold: float
@@ -133,6 +161,7 @@ class Params:
     model: ModelParams
     loss: LossParams
     train: TrainParams
+    detector: DetectorParams
     evaluate: EvaluateParams
     register: RegisterParams
     tracking: TrackingParams
@@ -265,6 +294,15 @@ def parse(raw: dict[str, Any], check_archs: bool = True) -> Params:
             "train.double_jpeg_prob + train.resize_prob + train.clean_prob must be at most 1, got "
             f"{t.double_jpeg_prob} + {t.resize_prob} + {t.clean_prob}"
         )
+    d = params.detector
+    if len(d.sides) != 2 or not 64 <= d.sides[0] <= d.sides[1]:
+        raise ParamsError(f"detector.sides: need [min, max] with 64 <= min <= max, got {list(d.sides)}")
+    for name in ("clean_share", "clean_target", "dropout"):
+        if not 0 <= getattr(d, name) <= 1:
+            raise ParamsError(f"detector.{name}: must be in [0, 1], got {getattr(d, name)}")
+    for name in ("samples", "steps", "batch", "hidden", "holdout_every", "workers"):
+        if getattr(d, name) < 1:
+            raise ParamsError(f"detector.{name}: must be at least 1, got {getattr(d, name)}")
     ev = params.evaluate
     if ev.projection not in ("auto", "on", "off"):
         raise ParamsError(f"evaluate.projection: expected one of auto, on, off, got {ev.projection!r}")

@@ -159,3 +159,17 @@ def test_bench_serve_rows_per_engine_and_clients(tmp_path: Path) -> None:
     assert all(r["errors"] == 0 and r["req_per_s"] > 0 and r["p95_s"] >= r["p50_s"] for r in got["rows"])
     assert set(got["stamp"]) >= {"cpu", "cores", "load_average", "date", "commit"}
     assert out.with_suffix(".md").read_text().startswith("# bench_serve\n")
+
+
+def test_bench_detector_prints_its_cost(tmp_path: Path, capsys) -> None:
+    """The shipped detector on a generated resized JPEG: its reading's time, the decision with and
+    without it, and the stage's time from the file's record."""
+    from benchmarks import bench_detector
+
+    out = tmp_path / "detector.json"
+    assert bench_detector.main(["--sizes", "768x512", "--repeats", "1", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    row = got["rows"]["768x512"]
+    assert row["reading_s"] > 0 and row["detector_s"] > 0 and row["decision"].startswith("JPEG history")
+    assert got["training_seconds"]["total"] > 0
+    assert "training (train_detector" in capsys.readouterr().out

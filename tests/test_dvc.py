@@ -114,6 +114,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         log_every=10,
         workers=0,
     )
+    raw["detector"].update(samples=40, steps=20, sides=[96, 160])
     raw["evaluate"].update(primary_qfs=[10], real_world_qfs=[10])
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     (proj / ".venv").symlink_to(VENV_BIN.parent)
@@ -149,9 +150,30 @@ def test_editing_images_py_invalidates_the_stages_that_read_pixels(project: Path
     finally:
         images_py.write_text(before)
     changed = set(json.loads(status))
-    assert {"download_train@sample_train", "refs@sample_test", "train", "evaluate", "promote"} <= changed
+    assert {
+        "download_train@sample_train",
+        "refs@sample_test",
+        "train",
+        "train_detector",
+        "evaluate",
+        "promote",
+    } <= changed
     assert "report" not in changed  # the report reads no pixels
     assert "up to date" in sh(["dvc", "status"], project).stdout
+
+
+def test_a_detector_param_reruns_the_detector_not_the_training(project: Path) -> None:
+    """`dvc exp run -S detector.<key>=...` changes what train_detector declares, nothing train does."""
+    params = project / "params.yaml"
+    before = params.read_text()
+    raw = yaml.safe_load(before)
+    raw["detector"]["steps"] += 1
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        changed = set(json.loads(sh(["dvc", "status", "--json"], project).stdout))
+    finally:
+        params.write_text(before)
+    assert "train_detector" in changed and "train" not in changed
 
 
 def test_ablations_each_from_the_baseline(project: Path) -> None:
@@ -282,7 +304,7 @@ def test_the_full_configuration_previewed(project: Path) -> None:
     assert plain.returncode != 0 and "refs@LIVE1" in plain.stderr
     assert dry.stdout.count("Running stage") == len(stages) > 40
     drawn = re.search(r"```mermaid\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[1]
-    assert mermaid_edges(drawn) == mermaid_edges(dag) and len(mermaid_edges(dag)) == 15
+    assert mermaid_edges(drawn) == mermaid_edges(dag) and len(mermaid_edges(dag)) == 18
 
 
 def _digest(path: Path) -> str:

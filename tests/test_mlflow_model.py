@@ -71,9 +71,12 @@ def photo() -> tuple[np.ndarray, bytes]:
 def test_one_artifact_two_front_doors(store, photo, one_torch_thread):
     path = registry.checkpoint_from_uri(CHAMPION)  # the project's door: the checkpoint file
     assert path.read_bytes() == SHIPPED.read_bytes()
+    # The version carries the JPEG-history detector beside it: every door decides with it.
+    assert path.with_name("detector.npz").read_bytes() == SHIPPED.with_name("detector.npz").read_bytes()
     assert load_checkpoint(path)[1]["arch"] == "qacnet"
 
     model = mlflow.pyfunc.load_model(CHAMPION)  # MLflow's door: the same registered version
+    assert model.unwrap_python_model().restorer.detector is not None
     assert {p.name for p in model.metadata.get_params_schema().params} == {"qf", "tile", "tta", "base64"}
     rgb, jpeg = photo
     out = model.predict(pd.DataFrame({"image": [jpeg]}))
@@ -87,7 +90,7 @@ def test_one_artifact_two_front_doors(store, photo, one_torch_thread):
     assert images.decode_image(out.image[1]).gray  # grayscale in, grayscale out
     small = images.encode_png(rgb[:24, :40])  # x8 TTA: a small one
     out = model.predict(pd.DataFrame({"image": [small]}), params={"base64": True, "tta": True})
-    assert out.qf_source[0] in ("estimated", "none") and images.decode_image(
+    assert out.qf_source[0] in ("detector", "none") and images.decode_image(
         base64.b64decode(out.image[0])
     ).rgb.shape == (
         24,

@@ -101,7 +101,7 @@ def test_unknown_key_lists_the_expected_ones(raw: dict) -> None:
 def test_yaml_exponent_without_dot_is_a_string(tmp_path: Path) -> None:
     """PyYAML reads 2e-4 as a string: the message names the key, the file, and the fix."""
     path = tmp_path / "params.yaml"
-    text, n = re.subn(r"(?m)^  lr: .*$", "  lr: 2e-4", FILES[0].read_text())
+    text, n = re.subn(r"(?m)^  lr: .*$", "  lr: 2e-4", FILES[0].read_text(), count=1)  # train.lr, the first
     assert n == 1
     path.write_text(text)
     with pytest.raises(ParamsError) as err:

@@ -233,6 +233,23 @@ def encode_jpeg(rgb: np.ndarray, qf: int, gray: bool = False, subsampling: str =
     return buf.tobytes()
 
 
+def encode_jpeg_tables(rgb: np.ndarray, luma: np.ndarray, chroma: np.ndarray, subsampling: str = "4:2:0") -> bytes:
+    """JPEG bytes with the given quantization tables (64 steps each, natural order, 1..255), as
+    encoders other than IJG's quality scaling make them (cameras, mozjpeg, flat tables); through
+    Pillow's libjpeg."""
+    _check_rgb(rgb)
+    tables = [np.asarray(t).ravel() for t in (luma, chroma)]
+    if any(t.size != 64 or t.min() < 1 or t.max() > 255 for t in tables):
+        raise ValueError("quantization tables must be 64 steps in 1..255")
+    if subsampling not in ("4:4:4", "4:2:0"):
+        raise ValueError(f"chroma subsampling must be 4:4:4 or 4:2:0, got {subsampling!r}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(
+        buf, "JPEG", qtables=[t.astype(int).tolist() for t in tables], subsampling=0 if subsampling == "4:4:4" else 2
+    )
+    return buf.getvalue()
+
+
 def decode_jpeg(data: bytes) -> np.ndarray:
     """Decode JPEG bytes (color or gray) into RGB uint8 (H, W, 3), as the protocol does."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -1,7 +1,8 @@
 """The registered model as an MLflow ``python_function`` model: one artifact, two front doors.
 
 A registered version's folder (``runs:/<id>/model``) is a pyfunc model whose artifact is our
-self-describing checkpoint (``artifacts/model.pt``), with its ONNX graph beside it. MLflow's
+self-describing checkpoint (``artifacts/model.pt``), with its ONNX graph and the JPEG-history
+detector it decides with (``artifacts/detector.npz``) beside it, so a server decides as ``restore`` does. MLflow's
 tools load it through ``JpegRestorationModel`` (``mlflow.pyfunc.load_model``, ``mlflow models
 serve``, ``mlflow.pyfunc.spark_udf``), which restores through a ``Restorer`` like every other
 door, on the engine and precision its ``model_config`` names (``RestoreOptions``: by default
@@ -39,6 +40,7 @@ from packaging.version import Version
 
 from pipeline.core import files, images
 from pipeline.mlops import tracking
+from pipeline.restoration import history
 from pipeline.restoration.engines import installed
 from pipeline.restoration.options import OptionsError, RestoreOptions
 from pipeline.restoration.restorer import Restorer
@@ -47,6 +49,7 @@ CHECKPOINT = "checkpoint"  # the artifact key; the file is artifacts/model.pt
 ONNX = "onnx"  # artifacts/model.<sha256 of model.pt, 16 hex>.onnx: the graph pipeline/restoration/engines.py runs
 ESTIMATOR = "onnx_estimator"  # artifacts/model.<hash>.estimator.onnx: its QF estimator head
 INT8 = "int8"  # artifacts/model.<hash>.int8.xml (.bin, .json): its OpenVINO int8 graph, when one was made
+DETECTOR = "detector"  # artifacts/detector.npz: the JPEG-history detector the decision asks (history.beside)
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema([ColSpec("binary", "image"), ColSpec("double", "qf"), ColSpec("string", "qf_source")]),
@@ -177,11 +180,16 @@ def save_pyfunc(
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "model.pt"  # whatever the file's name: artifacts/model.pt
         shutil.copyfile(checkpoint, ckpt)
+        extra: dict[str, str] = {}
+        if (found := history.beside(checkpoint)) is not None:  # artifacts/detector.npz, beside model.pt
+            shutil.copyfile(found, Path(tmp) / history.FILE_NAME)
+            extra[DETECTOR] = str(Path(tmp) / history.FILE_NAME)
+            metadata = {**(metadata or {}), "detector_sha256": files.sha256_file(found)}
         code = shutil.copytree(package, Path(tmp) / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
         mlflow.pyfunc.save_model(
             path=str(dest),
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={CHECKPOINT: str(ckpt), **graph_artifacts(Path(checkpoint), ckpt)},
+            artifacts={CHECKPOINT: str(ckpt), **graph_artifacts(Path(checkpoint), ckpt), **extra},
             code_paths=[str(code)],
             signature=SIGNATURE,
             input_example=(example_input(), {"tile": config["tile"]}),

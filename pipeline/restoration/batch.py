@@ -26,7 +26,7 @@ from pipeline.core.images import ImageError
 from pipeline.restoration.options import FORMATS, OutputOptions
 from pipeline.restoration.restorer import Restorer
 
-REPORT_COLUMNS = ("file", "output", "status", "size", "qf", "qf_source", "decision", "seconds", "message")
+REPORT_COLUMNS = ("file", "output", "status", "size", "qf", "qf_source", "decision", "reading", "seconds", "message")
 LEFTOVER = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # files.replacing's temporary name for <name>
 
 
@@ -43,6 +43,7 @@ class FileResult:
     qf: float | None = None
     qf_source: str = ""
     decision: str = ""
+    reading: str = ""  # the JPEG-history detector's line, when it was asked
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds: decode, decision, network, ...
 
@@ -56,6 +57,7 @@ class FileResult:
             "qf": "" if self.qf is None else f"{self.qf:g}",
             "qf_source": self.qf_source,
             "decision": self.decision,
+            "reading": self.reading,
             "seconds": f"{self.seconds:.2f}",
             "message": self.message,
         }
@@ -160,6 +162,11 @@ def restore_paths(
                 tqdm.write(
                     f"{rel}: {w}x{h}, {result.decision}, {label}, {result.seconds:.2f} s"
                     + (f" ({split})" if verbose and split else "")
+                    + (
+                        f"; {result.reading}"
+                        if verbose and result.reading and result.reading not in result.decision
+                        else ""
+                    )
                 )
     finally:
         summary.seconds = time.perf_counter() - start
@@ -234,7 +241,9 @@ def _restore_one(
         return FileResult(src, "failed", str(e).removeprefix(f"{src}: "))
     d = result.decision
     turned = "" if decoded.orientation == 1 else f", turned upright (EXIF orientation {decoded.orientation})"
-    done = FileResult(src, "restored", "; ".join(result.notes), out, decoded.size, d.qf, d.source, d.message + turned)
+    done = FileResult(
+        src, "restored", "; ".join(result.notes), out, decoded.size, d.qf, d.source, d.message + turned, d.reading
+    )
     t_write = time.perf_counter()
     try:
         leftovers.clear(out)

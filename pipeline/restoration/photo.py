@@ -17,15 +17,24 @@ evaluate stage, the served model), so they all decide the same way. The order of
    or an estimate below any photo never compressed's;
 5. otherwise the photo is returned unchanged: never compressed, or too faintly for restoring
    it to be worth the risk.
+
+With the learned JPEG-history detector (``history.py``, shipped beside the model), steps 4 and 5
+and the header's word are its: after the exact evidence (the user's QF, a lattice), it reads
+whether a photo without a header was ever compressed and the QF to restore it at (resized or
+edited after compression), and whether a JPEG file's header hides an earlier, stronger
+compression. A header whose tables are not IJG's is restored at the IJG quality of the same
+quantization noise. At high quality only part of the correction is kept (``blend_for``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.core import jpeg
+from pipeline.restoration import history
 from pipeline.restoration.engines import EstimateFn
 from pipeline.restoration.options import PROJECTIONS
 
@@ -61,6 +70,33 @@ STRONG_BLOCKING = 0.3
 # The estimator reads at most this many pixels square from the centre: on a 12 MP photo 0.06 s
 # instead of 1.0 s (one thread), and a photo's compression is the same all over.
 ESTIMATE_CROP = 1024
+# The detector overrules a header when the earlier compression it reads is this much below the
+# header's QF, and at most EARLIER_MAX_QF: one read above it leaves little to gain over the
+# header's QF and is read least surely (a QF 98 file over a QF 95 one was restored at 88: -4.9 dB).
+EARLIER_MARGIN = 10.0
+EARLIER_MAX_QF = 80.0
+# ... and only where the restoration network's own QF estimator agrees that the pixels show a
+# compression below the header's: fine grain under a QF 92-98 header (generated textures) was
+# read as an earlier compression at QF 64-76 and restoring it there lost 0.3-7.4 dB; the
+# estimator reads such photos at 97-99, while training photos compressed at QF 10-70, resized by
+# 0.75-1 and re-saved at QF 90-95 read at most 92 (at 0.5, where blocks shrink to 4 px, a
+# fifth to two thirds read above the margin and keep the header's QF: the cost of this guard).
+EARLIER_ESTIMATE_MARGIN = 5.0
+# Gentler restoring at high quality: the share of the correction kept at these QFs (linear in
+# between; all of it below, none above), per chroma subsampling. Measured on 40 training crops
+# (train-extra) and generated textures (fine grain, 1/f noise, stripes) at QF 90-98, as the mean
+# gain per share 0 / 0.25 / 0.5 / 0.75 / 1: at 4:2:0 real photos gain most with all of it up to
+# QF 96 (+1.31 dB at 94, +0.67 at 96) but textures lose with all of it from QF 94 (worst photo
+# -0.46 dB) and gain most with half to three quarters (+0.04 at 96); nothing is left at 98
+# (real -0.06, textures -0.01). At 4:4:4 (chroma projected exactly, little left for the network)
+# 0.75 gains most at QF 90-92 (+0.53 against +0.42 for all of it), half at 94-96, and all of it
+# loses from 96 (-0.14 dB at 96, -0.15 at 98). The 4:2:0 line gives up 0.07 dB of real photos'
+# gain at 94 and 0.18 at 96 so that no texture is made worse. Photos without a header's
+# subsampling take the 4:4:4 line, the more careful one.
+BLEND_AT = {
+    "4:2:0": ((92.0, 1.0), (94.0, 0.75), (96.0, 0.5), (98.0, 0.0)),
+    "4:4:4": ((89.0, 1.0), (90.0, 0.75), (92.0, 0.75), (94.0, 0.5), (96.0, 0.5), (98.0, 0.0)),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +112,8 @@ class Decision:
     luma_table: np.ndarray | None = None
     chroma_table: np.ndarray | None = None
     subsampling: str = ""
+    blend: float = 1.0
+    reading: str = ""
 
     @property
     def unchanged(self) -> bool:
@@ -113,12 +151,70 @@ def _shifted_grid(ev: jpeg.GridEvidence) -> tuple[int, int] | None:
     return ev.phase if ev.phase != (0, 0) and min(ev.strengths) >= BLOCKING_MIN else None
 
 
+def blend_for(qf: float, subsampling: str = "") -> float:
+    """Share of the correction kept when restoring at ``qf`` with chroma ``subsampling``."""
+    points = BLEND_AT["4:2:0" if subsampling == "4:2:0" else "4:4:4"]
+    return float(np.interp(qf, [q for q, _ in points], [b for _, b in points]))
+
+
+def _gently(d: Decision, reading: str = "") -> Decision:
+    """``d`` with the share of the correction its QF keeps, said in its message, and ``reading``."""
+    blend = 1.0 if d.qf is None or d.source == "user" else blend_for(d.qf, d.subsampling)
+    message = d.message if blend >= 1 else f"{d.message}; {blend:.0%} of the correction (high quality)"
+    return dataclasses.replace(d, blend=blend, message=message, reading=reading)
+
+
 def decide(
+    estimate: EstimateFn | None,
+    image: np.ndarray,
+    header: jpeg.Header | None = None,
+    user_qf: float | None = None,
+    detector: history.Detector | None = None,
+) -> Decision:
+    """The QF, grid and share of the correction to restore ``image`` (RGB uint8) with;
+    ``estimate``: the learned QF estimator (``Engine.estimate``; None: decide from exact
+    evidence only); ``header``: the file's JPEG header (None for a PNG, or to decide from the
+    pixels alone: blind mode); ``detector``: the JPEG-history detector (None: the rules alone)."""
+    rules = decide_by_rules(estimate, image, header, user_qf)
+    if detector is None or rules.source in ("user", "pixels"):  # the exact evidence decides alone
+        return _gently(rules)
+    reading = detector.read(image, header)
+    if header is not None:
+        hq = history.header_qf(header)
+        if rules.source == "estimated":  # strong blocking on a shifted grid under the header: kept
+            return _gently(rules, reading.text)
+        if (
+            reading.earlier
+            and reading.qf_eff <= min(hq - EARLIER_MARGIN, EARLIER_MAX_QF)
+            and estimate is not None
+            and (est := estimate_on_grid(estimate, image, (0, 0))) is not None
+            and est <= hq - EARLIER_ESTIMATE_MARGIN
+        ):
+            q = round(reading.qf_eff, 1)
+            d = Decision(q, "detector", (0, 0), f"{reading.text}; header says {hq:g}")
+            return _gently(dataclasses.replace(d, subsampling=header.subsampling), reading.text)
+        exact = "" if header.exact else " (tables not IJG: the IJG quality of the same noise)"
+        d = dataclasses.replace(rules, qf=hq, message=f"QF {hq:g} from the JPEG header{exact}")
+        return _gently(d, reading.text)
+    if not reading.jpeg:
+        return Decision(None, "none", (0, 0), CLEAN_MESSAGE, reading=reading.text)
+    offset = rules.offset if rules.source == "estimated" else blocking_grid(image)
+    q = round(reading.qf_eff, 1)
+    return _gently(Decision(q, "detector", offset, f"{reading.text}{_grid_text(offset)}"), reading.text)
+
+
+def blocking_grid(image: np.ndarray, side: int = 1024) -> tuple[int, int]:
+    """The 8x8 grid of a photo's blocking (``estimation_grid``) read on its centre, at most
+    ``side`` px square, cut on the grid: a 12 MP photo costs what a 1 MP one does."""
+    h, w = image.shape[:2]
+    y, x = max(0, (h - side) // 16 * 8), max(0, (w - side) // 16 * 8)
+    return estimation_grid(jpeg.find_grid(np.ascontiguousarray(image[y : y + side, x : x + side])))
+
+
+def decide_by_rules(
     estimate: EstimateFn | None, image: np.ndarray, header: jpeg.Header | None = None, user_qf: float | None = None
 ) -> Decision:
-    """The QF and grid to restore ``image`` (RGB uint8) with; ``estimate``: the learned QF
-    estimator (``Engine.estimate``; None: decide from exact evidence only); ``header``: the
-    file's JPEG header (None for a PNG, or to decide from the pixels alone: blind mode)."""
+    """``decide`` without the detector: the exact evidence, then the thresholds of steps 4-5."""
     ev = jpeg.find_grid(image)
     if user_qf is not None:
         offset = ev.offset if ev.lattice_qf is not None or ev.blocking >= BLOCKING_MIN else (0, 0)

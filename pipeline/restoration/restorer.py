@@ -2,7 +2,8 @@
 one (``restore``, the app, ``pipeline.test``, the evaluate stage and its real-world cases, the
 served MLflow model, the benchmarks), so with the same options they give the same pixels.
 
-It owns the decision (``photo.decide`` with the engine's learned estimator), the tiled restore
+It owns the decision (``photo.decide`` with the engine's learned estimator and the JPEG-history
+detector that goes with the network: ``history.beside`` the checkpoint), the tiled restore
 on the decided grid (``tiles.restore_float``), the projection into the JPEG's quantization
 cells and the mix with the input (``strength``); ``writer`` turns the result into a file. A
 file is restored as it stores its pixels (where its 8x8 grid and tables are), and turned
@@ -22,7 +23,7 @@ import numpy as np
 from pipeline.core import jpeg
 from pipeline.core.device import device_name
 from pipeline.core.images import Decoded
-from pipeline.restoration import photo, writer
+from pipeline.restoration import history, photo, writer
 from pipeline.restoration.engines import Engine, build_engine
 from pipeline.restoration.options import OutputOptions, RestoreOptions
 from pipeline.restoration.photo import Decision
@@ -56,7 +57,9 @@ class Restorer:
     """The network of ``checkpoint`` (the graphs' cache key), or the torch ``model`` given, run
     by the engine ``options`` name. ``engine``: an engine already built for this network (shared
     by ``replace``). Restoring with OpenVINO or ONNX Runtime from cached graphs never loads the
-    torch model: ``model`` and ``meta`` load it on first use."""
+    torch model: ``model`` and ``meta`` load it on first use. ``detector``: the JPEG-history
+    detector the decision asks ("beside": the one beside the checkpoint, if any; None: the
+    rules alone)."""
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class Restorer:
         checkpoint: Path | str | None = None,
         engine: Engine | None = None,
         meta: dict[str, Any] | None = None,
+        detector: history.Detector | str | None = "beside",
     ) -> None:
         if model is None and checkpoint is None:
             raise ValueError("a Restorer needs a model or a checkpoint")
@@ -78,6 +82,10 @@ class Restorer:
         o = self.options
         net = self._model if self._model is not None else (lambda: self.model)
         self.engine = engine or build_engine(o.engine, net, self.checkpoint, o.precision, self.device)
+        if detector == "beside":
+            found = history.beside(self.checkpoint)
+            detector = history.load(found) if found is not None else None
+        self.detector: history.Detector | None = detector
 
     @classmethod
     def load(cls, checkpoint: Path | str, options: RestoreOptions | None = None) -> Restorer:
@@ -109,7 +117,8 @@ class Restorer:
         device change. None values mean "not given"."""
         options = self.options.replace(**changes)
         same = options.runtime == self.options.runtime
-        return Restorer(self._model, options, self.checkpoint, self.engine if same else None, self._meta)
+        engine = self.engine if same else None
+        return Restorer(self._model, options, self.checkpoint, engine, self._meta, self.detector)
 
     @property
     def label(self) -> str:
@@ -123,7 +132,7 @@ class Restorer:
     def decide(self, image: np.ndarray, header: jpeg.Header | None = None) -> Decision:
         """How to restore ``image`` (RGB uint8): the options' QF, else ``photo.decide``'s."""
         with self.timed("decision"):
-            return photo.decide(self.engine.estimate, image, header, self.options.qf)
+            return photo.decide(self.engine.estimate, image, header, self.options.qf, self.detector)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -143,9 +152,9 @@ class Restorer:
         deep: np.ndarray | None = None,
     ) -> np.ndarray:
         """Restore ``image`` (RGB uint8) as ``decision`` says, mixed with it as the options'
-        strength says: float32 (H, W, 3) in [0, 1]. A photo left unchanged (or at strength 0)
+        strength times the decision's blend says: float32 (H, W, 3) in [0, 1]. A photo left unchanged (or at strength 0)
         comes back exactly as it was; ``deep``: its 16-bit samples, for a 16-bit file."""
-        if decision.unchanged or self.options.strength == 0:
+        if decision.unchanged or self.options.strength * decision.blend == 0:
             if progress:
                 progress(1, 1)
             return samples(image, deep)
@@ -156,7 +165,7 @@ class Restorer:
         luma, chroma = photo.projection_planes(o.projection, decision)
         if luma:
             self._project(out, image, decision, chroma)
-        return self.blend(np.ascontiguousarray(out), image, deep)
+        return self.blend(np.ascontiguousarray(out), image, deep, decision.blend)
 
     def _project(self, out: np.ndarray, image: np.ndarray, decision: Decision, chroma: bool) -> None:
         """Clip ``out`` (float32 in [0, 1], in place) into the JPEG's quantization cells."""
@@ -174,10 +183,13 @@ class Restorer:
             out /= 255.0
             np.clip(out, 0.0, 1.0, out=out)
 
-    def blend(self, pixels: np.ndarray, image: np.ndarray, deep: np.ndarray | None = None) -> np.ndarray:
+    def blend(
+        self, pixels: np.ndarray, image: np.ndarray, deep: np.ndarray | None = None, share: float = 1.0
+    ) -> np.ndarray:
         """``pixels`` (float32 [0, 1], a restoration at full strength; overwritten) mixed with the
-        input ``image`` (``deep``: its 16-bit samples) as the options' strength says."""
-        s = self.options.strength
+        input ``image`` (``deep``: its 16-bit samples) as the options' strength times ``share``
+        (a decision's blend) says."""
+        s = self.options.strength * share
         if s < 1:
             base = samples(image, deep)
             base *= 1 - s

@@ -3,7 +3,8 @@
 Each data set's source and download size (the sizes pinned in ``pipeline/data/datasets.py``'s
 CATALOG; "not pinned" where none is), the disk the run needs, the training steps with the time
 they take on each GPU measured in ``models/pretrained/provenance/``, and which stages run on a
-CPU. Reads nothing but the params, the catalog and the provenance files; downloads nothing.
+CPU (the JPEG-history detector's training, timed from the shipped detector's own record). Reads
+nothing but the params, the catalog and the provenance files; downloads nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 
 from pipeline.data import datasets
 from pipeline.params import Params
+from pipeline.restoration import history
 
 PROVENANCE = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "provenance"
 # Training-step benchmarks (benchmarks/bench_models.py on a GPU, 128^2 patches), newest code first;
@@ -96,9 +98,24 @@ def plan(params: Params) -> list[str]:
         lines.append(f"  The loader must keep up: it made {made} (patches/s at batch {loader['batch']}, {LOADER}).")
     if t.nproc > 1:
         lines.append(f"  Rates are per GPU: {t.nproc} GPUs (DDP) divide the time by at most {t.nproc}.")
+    lines.append(detector_line(params))
     lines.append(
-        "CPU stages: download, refs, jpeg, realworld, report and promote's bookkeeping. train, evaluate and "
-        f"promote's re-scoring use the GPU when there is one (train.device {t.device}, evaluate.device "
-        f"{params.evaluate.device}); on a CPU, train only presets as small as params.yaml's quickstart."
+        "CPU stages: download, refs, jpeg, realworld, train_detector, report and promote's bookkeeping. "
+        f"train, evaluate and promote's re-scoring use the GPU when there is one (train.device {t.device}, "
+        f"evaluate.device {params.evaluate.device}); on a CPU, train only presets as small as params.yaml's quickstart."
     )
     return lines
+
+
+def detector_line(params: Params) -> str:
+    """The train_detector stage's cost, scaled from the shipped detector's record (samples made
+    per second by its worker processes; the MLP's steps are a few seconds)."""
+    d = params.detector
+    line = f"train_detector (CPU): {d.samples} samples, {d.steps} steps, {d.workers} processes"
+    shipped = history.beside(PROVENANCE.parent / "model.pt")
+    if shipped is None:
+        return line + "."
+    meta = history.load(shipped).meta
+    per_sample = meta["seconds"]["synthesis"] * meta["params"]["workers"] / meta["samples"]
+    minutes = per_sample * d.samples * 1.4 / d.workers / 60  # calibration: about 0.4 of the samples again
+    return line + f": about {minutes:.0f} min (the shipped detector: {meta['seconds']['total']:.0f} s on 2 cores)."
