@@ -201,12 +201,9 @@ def hill_climb(gain: Callable[[int], float], grid: Sequence[int], start: float) 
         return seen[i]
 
     i = min(range(len(grid)), key=lambda j: abs(grid[j] - start))
-    for step in (-1, 1):
-        moved = False
-        while 0 <= i + step < len(grid) and at(i + step) > at(i):
-            i, moved = i + step, True
-        if moved:  # a peak is on one side only
-            break
+    step = -1 if i > 0 and at(i - 1) > at(i) else 1  # one peak: uphill is on one side only
+    while 0 <= i + step < len(grid) and at(i + step) > at(i):
+        i += step
     return grid[i], at(i)
 
 
