@@ -108,6 +108,7 @@ class EvaluateParams:
     precision: str
     real_world_sets: tuple[str, ...]
     real_world_qfs: tuple[int, ...]
+    best_qf_grid: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,11 @@ def parse(raw: dict[str, Any], check_archs: bool = True) -> Params:
         )
     if t.patch_size % 8:
         raise ParamsError(f"train.patch_size must be a multiple of 8, got {t.patch_size}")
-    for key, qfs in (("data.qfs", params.data.qfs), ("evaluate.real_world_qfs", ev.real_world_qfs)):
+    for key, qfs in (
+        ("data.qfs", params.data.qfs),
+        ("evaluate.real_world_qfs", ev.real_world_qfs),
+        ("evaluate.best_qf_grid", ev.best_qf_grid),
+    ):
         for q in qfs:
             if not 1 <= q <= 100:
                 raise ParamsError(f"{key}: quality {q} is outside 1..100")

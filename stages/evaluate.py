@@ -16,7 +16,9 @@ it: PSNR, SSIM, PSNR-B on RGB and Y. Writes
 - ``--crops``: ``<SET>_qf<QF>_<image>.png`` triptychs, JPEG | restored | ground truth at QF 10, 30, 50;
 - the real-world cases of ``evaluate.real_world_sets`` (``pipeline/data/realworld.py``), restored the
   way ``restore`` does: ``evaluation["real_world"]`` and the ``--real-world`` CSV (per case and
-  QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged);
+  QF: PSNR in and out, gain, the QF chosen against the truth, share left unchanged); for the
+  cases without an exact QF (resized, recompressed on a shifted grid), also the best hand-picked
+  QF on ``evaluate.best_qf_grid``, its gain and the share of it the decision got;
 
 and logs it all, the time per image included, into the training run (its id is in ``--meta``, the
 train stage's JSON: the checkpoint holds only what its weights depend on).
@@ -40,7 +42,15 @@ from pipeline.core.device import DeviceError
 from pipeline.data import realworld
 from pipeline.data.datasets import eval_pairs, jpeg_dir, realworld_dir, refs_dir
 from pipeline.evaluation import results as results_mod
-from pipeline.evaluation.scoring import Loaded, evaluate_case, evaluate_pairs, qf_error, summarize, summarize_cases
+from pipeline.evaluation.scoring import (
+    Loaded,
+    best_qf,
+    evaluate_case,
+    evaluate_pairs,
+    qf_error,
+    summarize,
+    summarize_cases,
+)
 from pipeline.mlops import tracking
 from pipeline.models.checkpoint import CheckpointError
 from pipeline.params import Params, ParamsError, load
@@ -167,19 +177,23 @@ def real_world_results(params: Params, testsets: Path, restorer: Restorer) -> tu
         folder = realworld_dir(testsets, name)
         if not folder.is_dir():
             raise images.ImageError(f"{folder}: missing (run `dvc repro realworld@{name}`)")
-        rows, excluded = [], {}
+        rows, excluded, best, refs = [], {}, {}, refs_dir(testsets, name)
         for case, qf, sub in realworld.case_folders(folder, ev.real_world_qfs):
             if (sub / "excluded.json").is_file():
                 excluded[case] = json.loads((sub / "excluded.json").read_text())
             if sub.is_dir() and images.list_images(sub):
-                rows += evaluate_case(restorer, case, qf, sub, refs_dir(testsets, name))
-        summary = summarize_cases(rows)
+                case_rows = evaluate_case(restorer, case, qf, sub, refs)
+                rows += case_rows
+                if realworld.CASES[case].search and ev.best_qf_grid:
+                    best[case, qf] = best_qf(restorer, case_rows, sub, refs, ev.best_qf_grid)
+        summary = summarize_cases(rows, best)
         for r in summary:
+            searched = "" if r["best_qf"] is None else f"; best hand-picked QF {r['best_qf']} ({r['best_gain']:+.2f})"
             print(
                 f"{name} real world, {r['case']} QF {r['qf']}: {r['psnr_in']:.2f} -> {r['psnr_out']:.2f} dB "
                 f"({r['gain']:+.2f}), "
                 f"QF used {r['qf_used_mean'] if r['qf_used_mean'] is None else round(r['qf_used_mean'])}, "
-                f"unchanged {r['unchanged']:.0%}"
+                f"unchanged {r['unchanged']:.0%}{searched}"
             )
         out[name] = {"cases": summary, "excluded": excluded}
         csv_rows += [{"set": name, **{k: v for k, v in r.items() if k != "message"}} for r in rows]

@@ -12,7 +12,7 @@ as colour); the JPEGs are OpenCV 4:2:0 at quality QF, exactly the published prot
 real-world cases (``pipeline/data/realworld.py``: cropped,
 re-saved, recompressed, resized, never compressed, 4:4:4) are made from the same references at
 ``evaluate.real_world_qfs``; a reference that itself carries a JPEG lattice (BSDS500's are JPEG
-95s) is left out of the never-compressed case and listed in that folder's ``excluded.json``.
+95s) is left out of the never-compressed cases and listed in their folders' ``excluded.json``.
 Deterministic: a rerun writes byte-identical files. Images are processed in parallel across
 the cores; the folder appears only when complete.
 """
@@ -58,7 +58,7 @@ def _build(out: Path, jobs: list[tuple], worker, suffix: str) -> tuple[int, int]
 def _case(args: tuple[Path, Path, str, int | None]) -> int:
     src, dst, case, qf = args
     gt = images.read_image(src)
-    if case == "never_compressed" and realworld.has_jpeg_history(gt):
+    if realworld.CASES[case].never_compressed and realworld.has_jpeg_history(gt):
         return -1
     data = realworld.make_file(case, gt, qf)
     dst.write_bytes(data)

@@ -124,7 +124,10 @@ def build(
                     "Made from the references by `python -m stages.make_testsets realworld` and restored the way "
                     "`restore` does (header read, grid and QF decided by pipeline/restoration/photo.py). "
                     "PSNR of identical "
-                    "images is shown as 100 dB; the truth of a double JPEG is its stronger (first) compression."
+                    "images is shown as 100 dB; the truth of a double JPEG is its stronger (first) compression. "
+                    "Where no QF is exact (resized, recompressed on a shifted grid), the best hand-picked QF is the "
+                    "one of `evaluate.best_qf_grid` at which restoring every photo gains most; share: the part of "
+                    "that gain the decision got."
                 ),
             )
         ]

@@ -18,6 +18,8 @@ from pipeline.evaluation import results
 from pipeline.mlops import tracking
 from pipeline.models import build_model, count_params
 from pipeline.models.checkpoint import save_checkpoint
+from pipeline.restoration.options import RestoreOptions
+from pipeline.restoration.restorer import Restorer
 from stages import evaluate as stage
 from stages import make_testsets
 
@@ -158,19 +160,27 @@ def test_noisy_model(base, root, capsys):
     cases = out["real_world"][SET]["cases"]
     assert [(c["case"], c["qf"]) for c in cases] == [(c, 10) for c in realworld.CASES if realworld.CASES[c].per_qf] + [
         ("never_compressed", None),
+        ("never_compressed_down", None),
+        ("never_compressed_up", None),
         ("q90_444", 90),
     ]
     for c in cases:
         assert c["n"] == len(NAMES) and c["gain"] == pytest.approx(c["psnr_out"] - c["psnr_in"])
+        if realworld.CASES[c["case"]].search:  # no exact QF: the best hand-picked one of evaluate.best_qf_grid
+            assert c["best_qf"] in base.evaluate.best_qf_grid and c["best_gain"] < 0 and c["share"] is None, c
+        else:
+            assert c["best_qf"] is None and c["best_gain"] is None and c["share"] is None, c
+    assert sum(c["best_qf"] is not None for c in cases) == 8
     aligned = next(c for c in cases if c["case"] == "aligned")
     assert aligned["psnr_in"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])  # the same files as the test set
     assert aligned["qf_used_mean"] == 10 and aligned["qf_abs_error"] == 0 and aligned["sources"] == {"header": 2}
     rw_rows = read_csv(reports / "real_world.csv")
     assert len(rw_rows) == len(NAMES) * len(cases) and {r["set"] for r in rw_rows} == {SET}
-    assert (
-        "warning: sample_test at QF 10: restoring (QF estimated from the pixels (blind)) makes"
-        in capsys.readouterr().err
-    )
+    printed = capsys.readouterr()
+    assert "warning: sample_test at QF 10: restoring (QF estimated from the pixels (blind)) makes" in printed.err
+    resized = next(c for c in cases if c["case"] == "resized")
+    assert f"resized QF 10: {resized['psnr_in']:.2f} -> " in printed.out
+    assert f"best hand-picked QF {resized['best_qf']} ({resized['best_gain']:+.2f})" in printed.out
 
     rows = read_csv(reports / "eval" / "per_image.csv")
     assert len(rows) == len(NAMES) * 2 * 3  # images x QFs x (jpeg, blind, header)
@@ -219,12 +229,21 @@ def test_identity_model_into_training_run(base, root):
     assert out["primary"]["value"] == 0.0 and results.negative_gains(out) == []
     for c in out["real_world"][SET]["cases"]:  # the identity (on its grid, projected) changes nothing
         assert c["gain"] == 0.0 and c["unchanged"] == 1.0, c
+        assert c["best_gain"] == (0.0 if realworld.CASES[c["case"]].search else None) and c["share"] is None, c
     assert not (root / "reports" / "crops" / "stale.png").exists()
 
     (run,) = logged_runs(base.tracking.experiment)  # logged into the training run, no new run
     assert run.info.run_id == train_run.info.run_id
     assert run.data.metrics["loss"] == 1.0 and run.data.metrics["primary_psnr_gain"] == 0.0
     assert run.data.tags["stage"] == "train" and "evaluate.git_commit" in run.data.tags
+
+
+def test_no_search_with_an_empty_grid(base, root):
+    write_model(root, noise=0.0)
+    p = dataclasses.replace(base, evaluate=dataclasses.replace(base.evaluate, best_qf_grid=()))
+    restorer = Restorer.load(root / "models" / "model.pt", RestoreOptions.from_params(p.evaluate))
+    out, _ = stage.real_world_results(p, root / "data" / "testsets", restorer)
+    assert all(c["best_qf"] is None and c["best_gain"] is None for c in out[SET]["cases"])
 
 
 def test_main_without_checkpoint(root, capsys, tmp_path):

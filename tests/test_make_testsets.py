@@ -101,9 +101,14 @@ def test_refs_and_jpegs(preset, tmp_path, sources):
     assert not list((tmp_path / "data" / "testsets" / SET).rglob(".*"))  # no temporary folder left
 
 
+def _size(h: int, w: int, scale: float) -> tuple[int, int]:
+    return round(h * scale), round(w * scale)
+
+
 def test_realworld_cases(preset, tmp_path, sources):
-    """Every case and QF as the file a user would bring; a reference with JPEG history (here the
-    grayscale one, replaced by a decoded JPEG) is left out of the never-compressed case."""
+    """Every case and QF as the file a user would bring, beside a reference of the same size; a
+    reference with JPEG history (here the grayscale one, replaced by a decoded JPEG) is left out
+    of the never-compressed cases."""
     raw = raw_dir(tmp_path)
     (raw / "gray.png").unlink()
     images.write_png(raw / "old.png", images.jpeg_roundtrip(sources["a"], 80))
@@ -112,31 +117,44 @@ def test_realworld_cases(preset, tmp_path, sources):
     root = realworld_dir(tmp_path)
     qfs = preset.evaluate.real_world_qfs
     names = ["a", "b", "c", "old"]
-    assert info["images"] == 4 * (6 * len(qfs) + 1) + 3  # six per-QF cases, 4:4:4, three never compressed
+    clean = ["never_compressed", "never_compressed_down", "never_compressed_up"]
+    per_qf = [c for c in realworld.CASES if realworld.CASES[c].per_qf]
+    assert len(per_qf) == 12 and [c for c in realworld.CASES if realworld.CASES[c].never_compressed] == clean
+    assert info["images"] == 4 * (len(per_qf) * len(qfs) + 1) + 3 * 3  # per-QF cases, 4:4:4, never compressed
+    searched = {c for c, case in realworld.CASES.items() if case.search}
+    assert searched == {"double_shifted", "double_shifted_90"} | {c for c in realworld.CASES if "resized" in c}
+    resized = {"resized": 0.75, "resized_050": 0.5, "resized_090": 0.9}
+    resized_jpeg = {"resized_050_jpeg95": 0.5, "resized_075_jpeg95": 0.75, "resized_090_jpeg95": 0.9}
+    h, w = sources["a"].shape[:2]
     for case, qf, folder in realworld.case_folders(root, qfs):
         ext = realworld.CASES[case].ext
-        expected = [n for n in names if not (case == "never_compressed" and n == "old")]
+        expected = [n for n in names if not (case in clean and n == "old")]
         assert sorted(p.stem for p in folder.iterdir() if p.suffix == ext) == expected, (case, qf)
         data = (folder / f"a{ext}").read_bytes()
-        h, w = sources["a"].shape[:2]
+        decoded = images.decode_image(data).rgb
+        assert realworld.CASES[case].reference(sources["a"]).shape == decoded.shape, case  # scored size for size
         if case == "cropped_resaved":
             assert jpeg.jpeg_quality(data) == (95, True)
-            assert images.decode_jpeg(data).shape == (h - 3, w - 5, 3)
-        elif case == "double_shifted":
-            assert jpeg.jpeg_quality(data) == (min(95, qf + 20), True)
-            assert images.decode_jpeg(data).shape == (h - 4, w - 4, 3)
-        elif case == "resized":
-            assert images.decode_image(data).rgb.shape == (round(h * 0.75), round(w * 0.75), 3)
+            assert decoded.shape == (h - 3, w - 5, 3)
+        elif case in ("double_shifted", "double_shifted_90"):
+            second = min(95, qf + 20) if case == "double_shifted" else 90
+            assert jpeg.jpeg_quality(data) == (second, True)
+            assert decoded.shape == (h - 4, w - 4, 3)
+        elif case in resized:
+            assert data.startswith(b"\x89PNG") and decoded.shape == (*_size(h, w, resized[case]), 3)
+        elif case in resized_jpeg:
+            assert jpeg.jpeg_quality(data) == (95, True) and jpeg.read_header(data).subsampling == "4:2:0"
+            assert decoded.shape == (*_size(h, w, resized_jpeg[case]), 3)
         elif case == "q90_444":
             assert jpeg.read_header(data).subsampling == "4:4:4" and jpeg.jpeg_quality(data) == (90, True)
-        elif case == "never_compressed":
-            np.testing.assert_array_equal(images.decode_image(data).rgb, sources["a"])
+        elif case in clean:
+            scale = {"never_compressed": 1.0, "never_compressed_down": 0.5, "never_compressed_up": 1.5}[case]
+            assert data.startswith(b"\x89PNG") and decoded.shape == (*_size(h, w, scale), 3)
+            np.testing.assert_array_equal(decoded, realworld.CASES[case].reference(sources["a"]))  # never compressed
             note = (folder / "excluded.json").read_text()
             assert '"old.png"' in note and "quantization lattice" in note
         elif case == "cropped_png":
-            np.testing.assert_array_equal(
-                images.decode_image(data).rgb, images.jpeg_roundtrip(sources["a"], qf)[3:, 5:]
-            )
+            np.testing.assert_array_equal(decoded, images.jpeg_roundtrip(sources["a"], qf)[3:, 5:])
     before = tree(root)
     make_realworld(preset, tmp_path)
     assert tree(root) == before  # deterministic

@@ -241,7 +241,8 @@ def test_main_without_metrics(tmp_path, capsys):
     assert "run the evaluate stage first" in capsys.readouterr().err
 
 
-def rw_case(case: str, qf: int | None, gain: float) -> dict:
+def rw_case(case: str, qf: int | None, gain: float, best: tuple[int, float] | None = None) -> dict:
+    best_qf, best_gain = best or (None, None)
     return {
         "case": case,
         "title": f"title of {case}",
@@ -254,13 +255,21 @@ def rw_case(case: str, qf: int | None, gain: float) -> dict:
         "qf_abs_error": 0.0 if qf else None,
         "unchanged": 0.0 if qf else 1.0,
         "sources": {"pixels": 2} if qf else {"none": 2},
+        "best_qf": best_qf,
+        "best_gain": best_gain,
+        "share": gain / best_gain if best_gain else None,
     }
 
 
 def test_real_world_section(base_params, tmp_path, mlflow_uri):
     write_inputs(tmp_path, None)
     metrics = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
-    cases = [rw_case("cropped_png", 10, 1.5), rw_case("cropped_png", 30, -0.02), rw_case("never_compressed", None, 0.0)]
+    cases = [
+        rw_case("cropped_png", 10, 1.5),
+        rw_case("cropped_png", 30, -0.02),
+        rw_case("resized", 30, 0.5, best=(20, 2.0)),
+        rw_case("never_compressed", None, 0.0),
+    ]
     excluded = {"never_compressed": {"reason": "the reference carries a JPEG lattice", "images": ["x.png"]}}
     metrics["real_world"] = {"LIVE1": {"cases": cases, "excluded": excluded}}
     (tmp_path / "reports" / "evaluation.json").write_text(json.dumps(metrics))
@@ -272,10 +281,15 @@ def test_real_world_section(base_params, tmp_path, mlflow_uri):
     )
     md = (tmp_path / "reports" / "report.md").read_text()
     assert "## Photos as users have them: LIVE1" in md
-    assert "| title of cropped_png | 10 | 2 | 30.00 | 31.50 | +1.500 | 10 | 0.0 | 0% | pixels 2 |" in md
-    assert "| title of never_compressed | - | 2 | 30.00 | 30.00 | +0.000 | - | - | 100% | none 2 |" in md
+    head = "| case | QF | n | PSNR in | PSNR out | gain (dB) | best hand-picked QF | its gain (dB) | share of it |"
+    assert head in md
+    assert "| title of cropped_png | 10 | 2 | 30.00 | 31.50 | +1.500 | - | - | - | 10 | 0.0 | 0% | pixels 2 |" in md
+    assert "| title of resized | 30 | 2 | 30.00 | 30.50 | +0.500 | 20 | +2.000 | 25% | 30 | 0.0 | 0% | pixels 2 |" in md
+    assert "| title of never_compressed | - | 2 | 30.00 | 30.00 | +0.000 | - | - | - | - | - | 100% | none 2 |" in md
+    html = (tmp_path / "reports" / "reporting.html").read_text()
+    assert "<th>best hand-picked QF</th>" in html and "<td>25%</td>" in html
     assert "never_compressed: 1 reference(s) left out (the reference carries a JPEG lattice)." in md
-    assert reporting.real_world_plot("LIVE1", cases[2:]) is None  # one point per case: nothing to draw
+    assert reporting.real_world_plot("LIVE1", cases[3:]) is None  # one point per case: nothing to draw
 
 
 def test_train_plot_has_no_empty_validation_frame():

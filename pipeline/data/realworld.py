@@ -3,7 +3,9 @@ scoring them is ``pipeline/evaluation/scoring.py``'s ``evaluate_case``).
 
 Each case turns a reference image (RGB uint8) and a quality into the file a user would bring
 (JPEG or PNG bytes) and the reference it should be compared with (cropped or resized like the
-file). ``make_file`` makes one (the test-set stage writes them).
+file). ``make_file`` makes one (the test-set stage writes them). The cases edited after
+compression (resized, recompressed on a shifted grid) have no exact QF to restore at: the
+evaluate stage also searches the QF at which restoring them gains most (``Case.search``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pipeline.core import images, jpeg
 CROP = (3, 5)  # rows, columns cut from the top-left after decoding: the grid moves to (5, 3)
 SHIFT = 4  # double JPEG: pixels cut before the second compression
 RESAVE_QF = 95  # an edited photo saved again at high quality
-RESIZE = 0.75
+RESIZE = 0.75  # the ``resized`` case's scale; the others' are in their names
+DOWN, UP = 0.5, 1.5  # never-compressed photos scaled down (INTER_AREA) and up (INTER_CUBIC)
 
 
 def _jpeg(rgb: np.ndarray, qf: int, subsampling: str = "4:2:0") -> bytes:
@@ -31,10 +34,10 @@ def _decoded(rgb: np.ndarray, qf: int) -> np.ndarray:
     return images.decode_jpeg(_jpeg(rgb, qf))
 
 
-def _resize(rgb: np.ndarray) -> np.ndarray:
+def _resize(rgb: np.ndarray, scale: float = RESIZE, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     h, w = rgb.shape[:2]
-    size = (max(8, round(w * RESIZE)), max(8, round(h * RESIZE)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=interpolation)
 
 
 def _cropped(rgb: np.ndarray, n: tuple[int, int] = CROP) -> np.ndarray:
@@ -44,7 +47,8 @@ def _cropped(rgb: np.ndarray, n: tuple[int, int] = CROP) -> np.ndarray:
 @dataclass(frozen=True)
 class Case:
     """make(gt, qf) -> file bytes; reference(gt) -> what the restored file is compared with;
-    per_qf: False for the cases made once (their ``fixed_qf``, or never compressed)."""
+    per_qf: False for the cases made once (their ``fixed_qf``, or never compressed); search: no
+    exact QF to restore at, so the evaluate stage also finds the best hand-picked one."""
 
     title: str
     ext: str
@@ -52,21 +56,81 @@ class Case:
     reference: Callable[[np.ndarray], np.ndarray] = lambda gt: gt
     per_qf: bool = True
     fixed_qf: int | None = None
+    search: bool = False
+
+    @property
+    def never_compressed(self) -> bool:
+        """Made from the reference alone: one with a JPEG history of its own is left out."""
+        return not self.per_qf and self.fixed_qf is None
+
+
+def _resized_png(scale: float) -> Case:
+    return Case(
+        f"resized by {scale} after decoding, PNG",
+        ".png",
+        lambda gt, q: images.encode_png(_resize(_decoded(gt, q), scale)),
+        lambda gt: _resize(gt, scale),
+        search=True,
+    )
+
+
+def _resized_jpeg(scale: float) -> Case:
+    return Case(
+        f"resized by {scale} after decoding, JPEG {RESAVE_QF}",
+        ".jpg",
+        lambda gt, q: _jpeg(_resize(_decoded(gt, q), scale), RESAVE_QF),
+        lambda gt: _resize(gt, scale),
+        search=True,
+    )
+
+
+def _double_shifted(title: str, second: Callable[[int], int]) -> Case:
+    """JPEG at q, ``SHIFT`` px cut, JPEG again at ``second(q)``; scored against the cut reference."""
+    return Case(
+        title,
+        ".jpg",
+        lambda gt, q: _jpeg(_cropped(_decoded(gt, q), (SHIFT, SHIFT)), second(q)),
+        lambda gt: _cropped(gt, (SHIFT, SHIFT)),
+        search=True,
+    )
+
+
+def _never_compressed(title: str, scale: float, interpolation: int) -> Case:
+    return Case(
+        title,
+        ".png",
+        lambda gt, q: images.encode_png(_resize(gt, scale, interpolation)),
+        lambda gt: _resize(gt, scale, interpolation),
+        per_qf=False,
+    )
 
 
 CASES: dict[str, Case] = {
     "aligned": Case("JPEG as saved", ".jpg", lambda gt, q: _jpeg(gt, q)),
     "resaved_png": Case("JPEG re-saved as PNG", ".png", lambda gt, q: images.encode_png(_decoded(gt, q))),
-    "cropped_png": Case(f"cropped by {CROP} after decoding, PNG", ".png",
-                        lambda gt, q: images.encode_png(_cropped(_decoded(gt, q))), _cropped),
-    "cropped_resaved": Case(f"cropped, then re-saved as JPEG {RESAVE_QF}", ".jpg",
-                            lambda gt, q: _jpeg(_cropped(_decoded(gt, q)), RESAVE_QF), _cropped),
-    "double_shifted": Case(f"JPEG, shifted {SHIFT} px, JPEG again at QF + 20", ".jpg",
-                           lambda gt, q: _jpeg(_cropped(_decoded(gt, q), (SHIFT, SHIFT)), min(95, q + 20)),
-                           lambda gt: _cropped(gt, (SHIFT, SHIFT))),
-    "resized": Case(f"resized by {RESIZE} after decoding, PNG", ".png",
-                    lambda gt, q: images.encode_png(_resize(_decoded(gt, q))), _resize),
+    "cropped_png": Case(
+        f"cropped by {CROP} after decoding, PNG",
+        ".png",
+        lambda gt, q: images.encode_png(_cropped(_decoded(gt, q))),
+        _cropped,
+    ),
+    "cropped_resaved": Case(
+        f"cropped, then re-saved as JPEG {RESAVE_QF}",
+        ".jpg",
+        lambda gt, q: _jpeg(_cropped(_decoded(gt, q)), RESAVE_QF),
+        _cropped,
+    ),
+    "double_shifted": _double_shifted(f"JPEG, shifted {SHIFT} px, JPEG again at QF + 20", lambda q: min(95, q + 20)),
+    "double_shifted_90": _double_shifted(f"JPEG, shifted {SHIFT} px, JPEG again at 90", lambda q: 90),
+    "resized": _resized_png(RESIZE),
+    "resized_050": _resized_png(0.5),
+    "resized_090": _resized_png(0.9),
+    "resized_050_jpeg95": _resized_jpeg(0.5),
+    "resized_075_jpeg95": _resized_jpeg(0.75),
+    "resized_090_jpeg95": _resized_jpeg(0.9),
     "never_compressed": Case("never compressed (PNG)", ".png", lambda gt, q: images.encode_png(gt), per_qf=False),
+    "never_compressed_down": _never_compressed(f"never compressed, downscaled by {DOWN} (PNG)", DOWN, cv2.INTER_AREA),
+    "never_compressed_up": _never_compressed(f"never compressed, upscaled by {UP} (PNG)", UP, cv2.INTER_CUBIC),
     "q90_444": Case("JPEG 90, 4:4:4 chroma", ".jpg", lambda gt, q: _jpeg(gt, 90, "4:4:4"), per_qf=False, fixed_qf=90),
 }
 

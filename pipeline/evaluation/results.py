@@ -10,7 +10,8 @@ module: its keys, modes, primary metric, negative gains and headline metrics. Th
      "primary": {"name": "psnr_gain", "mode": "blind", "sets": [SET...], "qfs": [QF...], "value": dB},
      "results": {SET: {"<QF>": {"jpeg" | "blind" | "header": {psnr, ssim, psnrb, psnr_y, ..., "gain", "n"},
                                 "n", "qf_est_mae", "qf_net_mae"}}},
-     "real_world": {SET: {"cases": [per case and QF: psnr_in, psnr_out, gain, ...], "excluded": {...}}},
+     "real_world": {SET: {"cases": [per case and QF: psnr_in, psnr_out, gain, ..., best_qf, best_gain, share],
+                          "excluded": {...}}},
      "timing": {"ms_per_image": ms}}
 
 The headline metrics (``headline``) are the few numbers ``dvc exp show`` and ``dvc metrics diff``

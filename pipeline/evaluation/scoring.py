@@ -8,6 +8,7 @@ Restorations go through a ``Restorer``, as every door's do.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -150,14 +151,22 @@ def psnr_or_cap(gt: np.ndarray, img: np.ndarray) -> float:
     return IDENTICAL_PSNR if np.array_equal(gt, img) else min(IDENTICAL_PSNR, metrics.psnr(gt, img))
 
 
+def case_files(case: str, folder: Path, refs: Path) -> list[tuple[str, np.ndarray, images.Decoded]]:
+    """(name, reference, decoded file) for every file of one real-world case folder; the reference
+    (``refs/<stem>.*``) cropped or resized like the file."""
+    ref_by_stem = {p.stem: p for p in images.list_images(refs)}
+    reference = realworld.CASES[case].reference
+    return [
+        (path.stem, reference(images.read_image(ref_by_stem[path.stem])), images.read_decoded(path))
+        for path in images.list_images(folder)
+    ]
+
+
 def evaluate_case(restorer: Restorer, case: str, qf: int | None, folder: Path, refs: Path) -> list[dict]:
     """Restore every file of one real-world case folder as ``restore`` would (header read) and
-    score it against its reference (``refs/<stem>.*``, cropped or resized like the file)."""
-    ref_by_stem = {p.stem: p for p in images.list_images(refs)}
+    score it against its reference."""
     rows = []
-    for path in images.list_images(folder):
-        gt = realworld.CASES[case].reference(images.read_image(ref_by_stem[path.stem]))
-        dec = images.read_decoded(path)
+    for name, gt, dec in case_files(case, folder, refs):
         t = time.perf_counter()
         restored = restorer.restore_photo(dec.rgb, dec.header)  # on the pixels as stored, then upright
         d, out, lq = restored.decision, np.ascontiguousarray(dec.upright(to_uint8(restored.pixels))), dec.upright()
@@ -165,10 +174,10 @@ def evaluate_case(restorer: Restorer, case: str, qf: int | None, folder: Path, r
             {
                 "case": case,
                 "qf": qf,
-                "image": path.stem,
+                "image": name,
                 "psnr_in": psnr_or_cap(gt, lq),
                 "psnr_out": psnr_or_cap(gt, out),
-                "qf_true": qf if case != "never_compressed" else None,
+                "qf_true": qf,  # None for the never-compressed cases
                 "qf_used": d.qf,
                 "source": d.source,
                 "offset": f"{d.offset[0]},{d.offset[1]}",
@@ -181,13 +190,60 @@ def evaluate_case(restorer: Restorer, case: str, qf: int | None, folder: Path, r
     return rows
 
 
-def summarize_cases(rows: Sequence[dict]) -> list[dict]:
-    """Means per (case, qf): PSNR in/out, gain, the QF chosen against the truth, unchanged share."""
+def hill_climb(gain: Callable[[int], float], grid: Sequence[int], start: float) -> tuple[int, float]:
+    """(QF, gain) at the peak of ``gain`` over ``grid``, climbing from the grid point nearest
+    ``start`` to a local maximum (``gain`` has one peak over QF; it is called once per point tried)."""
+    grid, seen = sorted(set(grid)), {}
+
+    def at(i: int) -> float:
+        if i not in seen:
+            seen[i] = gain(grid[i])
+        return seen[i]
+
+    i = min(range(len(grid)), key=lambda j: abs(grid[j] - start))
+    step = -1 if i > 0 and at(i - 1) > at(i) else 1  # one peak: uphill is on one side only
+    while 0 <= i + step < len(grid) and at(i + step) > at(i):
+        i += step
+    return grid[i], at(i)
+
+
+def best_qf(
+    restorer: Restorer, rows: Sequence[dict], folder: Path, refs: Path, grid: Sequence[int]
+) -> tuple[int, float]:
+    """The best hand-picked QF of one real-world case folder and its mean gain: every photo
+    restored at the same QF, as ``restorer.replace(qf=...)`` restores it, climbing ``grid`` from
+    the mean QF the decision used (``evaluate_case``'s ``rows`` of ``folder``; 50 when it left
+    every photo unchanged)."""
+    files = case_files(rows[0]["case"], folder, refs)
+    before = [psnr_or_cap(gt, dec.upright()) for _, gt, dec in files]
+    # A hand-picked QF restores on the grid the pixels show, whatever the QF: decide once per photo.
+    fixed = restorer.replace(qf=float(grid[0]))
+    grids = [fixed.decide(dec.rgb, dec.header) for _, _, dec in files]
+
+    def gain(q: int) -> float:
+        out = []
+        for (_, gt, dec), d, psnr_in in zip(files, grids, before):
+            pred = restorer.restore(dec.rgb, dataclasses.replace(d, qf=float(q)))
+            out.append(psnr_or_cap(gt, np.ascontiguousarray(dec.upright(to_uint8(pred)))) - psnr_in)
+        return float(np.mean(out))
+
+    used = [r["qf_used"] for r in rows if r["qf_used"] is not None]
+    return hill_climb(gain, grid, float(np.mean(used)) if used else 50.0)
+
+
+def summarize_cases(
+    rows: Sequence[dict], best: dict[tuple[str, int | None], tuple[int, float]] | None = None
+) -> list[dict]:
+    """Means per (case, qf): PSNR in/out, gain, the QF chosen against the truth, unchanged share;
+    ``best``: {(case, qf): ``best_qf``'s (QF, gain)} for the cases searched, with ``share`` the
+    part of that best gain the decision got (None unless the best gain is positive)."""
     out = []
     for key in dict.fromkeys((r["case"], r["qf"]) for r in rows):
         sel = [r for r in rows if (r["case"], r["qf"]) == key]
         used = [r["qf_used"] for r in sel if r["qf_used"] is not None]
         errors = [abs(r["qf_used"] - r["qf_true"]) for r in sel if r["qf_used"] is not None and r["qf_true"]]
+        gain = float(np.mean([r["gain"] for r in sel]))
+        top_qf, top_gain = (best or {}).get(key, (None, None))
         out.append(
             {
                 "case": key[0],
@@ -196,11 +252,14 @@ def summarize_cases(rows: Sequence[dict]) -> list[dict]:
                 "n": len(sel),
                 "psnr_in": float(np.mean([r["psnr_in"] for r in sel])),
                 "psnr_out": float(np.mean([r["psnr_out"] for r in sel])),
-                "gain": float(np.mean([r["gain"] for r in sel])),
+                "gain": gain,
                 "qf_used_mean": float(np.mean(used)) if used else None,
                 "qf_abs_error": float(np.mean(errors)) if errors else None,
                 "unchanged": float(np.mean([r["unchanged"] for r in sel])),
                 "sources": {s: sum(r["source"] == s for r in sel) for s in dict.fromkeys(r["source"] for r in sel)},
+                "best_qf": top_qf,
+                "best_gain": top_gain,
+                "share": gain / top_gain if top_gain is not None and top_gain > 0 else None,
             }
         )
     return out
