@@ -12,7 +12,8 @@ as colour); the JPEGs are OpenCV 4:2:0 at quality QF, exactly the published prot
 real-world cases (``pipeline/data/realworld.py``: cropped,
 re-saved, recompressed, resized, never compressed, 4:4:4) are made from the same references at
 ``evaluate.real_world_qfs``; a reference that itself carries a JPEG lattice (BSDS500's are JPEG
-95s) is left out of the never-compressed cases and listed in their folders' ``excluded.json``.
+95s) is left out of the never-compressed and high-quality cases (``Case.clean_truth``) and listed
+in their folders' ``excluded.json``.
 Deterministic: a rerun writes byte-identical files. Images are processed in parallel across
 the cores; the folder appears only when complete.
 """
@@ -58,7 +59,7 @@ def _build(out: Path, jobs: list[tuple], worker, suffix: str) -> tuple[int, int]
 def _case(args: tuple[Path, Path, str, int | None]) -> int:
     src, dst, case, qf = args
     gt = images.read_image(src)
-    if realworld.CASES[case].never_compressed and realworld.has_jpeg_history(gt):
+    if realworld.CASES[case].clean_truth and realworld.has_jpeg_history(gt):
         return -1
     data = realworld.make_file(case, gt, qf)
     dst.write_bytes(data)
@@ -85,7 +86,8 @@ def make_realworld(qfs: list[int], refs: Path, out: Path) -> dict:
             excluded = [p.name for p, n in zip(sources, sizes) if n < 0]
             if excluded:
                 note = {
-                    "reason": "the reference carries a JPEG quantization lattice: not a never-compressed photo",
+                    "reason": "the reference carries a JPEG quantization lattice: it cannot stand for a "
+                    "never-compressed photo, nor score a high-quality JPEG's restoration",
                     "images": excluded,
                 }
                 (folder / "excluded.json").write_text(json.dumps(note, indent=1))

@@ -163,6 +163,10 @@ def test_noisy_model(base, root, capsys):
         ("never_compressed_down", None),
         ("never_compressed_up", None),
         ("q90_444", 90),
+        ("q95_420", 95),
+        ("q95_444", 95),
+        ("q98_420", 98),
+        ("q98_444", 98),
     ]
     for c in cases:
         assert c["n"] == len(NAMES) and c["gain"] == pytest.approx(c["psnr_out"] - c["psnr_in"])
@@ -170,7 +174,7 @@ def test_noisy_model(base, root, capsys):
             assert c["best_qf"] in base.evaluate.best_qf_grid and c["best_gain"] < 0 and c["share"] is None, c
         else:
             assert c["best_qf"] is None and c["best_gain"] is None and c["share"] is None, c
-    assert sum(c["best_qf"] is not None for c in cases) == 8
+    assert sum(c["best_qf"] is not None for c in cases) == 12  # 6 resized, 2 recompressed, 4 other tables
     aligned = next(c for c in cases if c["case"] == "aligned")
     assert aligned["psnr_in"] == pytest.approx(by_qf["10"]["jpeg"]["psnr"])  # the same files as the test set
     assert aligned["qf_used_mean"] == 10 and aligned["qf_abs_error"] == 0 and aligned["sources"] == {"header": 2}

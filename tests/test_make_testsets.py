@@ -108,7 +108,7 @@ def _size(h: int, w: int, scale: float) -> tuple[int, int]:
 def test_realworld_cases(preset, tmp_path, sources):
     """Every case and QF as the file a user would bring, beside a reference of the same size; a
     reference with JPEG history (here the grayscale one, replaced by a decoded JPEG) is left out
-    of the never-compressed cases."""
+    of the never-compressed and high-quality cases."""
     raw = raw_dir(tmp_path)
     (raw / "gray.png").unlink()
     images.write_png(raw / "old.png", images.jpeg_roundtrip(sources["a"], 80))
@@ -118,17 +118,22 @@ def test_realworld_cases(preset, tmp_path, sources):
     qfs = preset.evaluate.real_world_qfs
     names = ["a", "b", "c", "old"]
     clean = ["never_compressed", "never_compressed_down", "never_compressed_up"]
+    high = {"q95_420": (95, "4:2:0"), "q95_444": (95, "4:4:4"), "q98_420": (98, "4:2:0"), "q98_444": (98, "4:4:4")}
     per_qf = [c for c in realworld.CASES if realworld.CASES[c].per_qf]
-    assert len(per_qf) == 12 and [c for c in realworld.CASES if realworld.CASES[c].never_compressed] == clean
-    assert info["images"] == 4 * (len(per_qf) * len(qfs) + 1) + 3 * 3  # per-QF cases, 4:4:4, never compressed
+    assert len(per_qf) == 16 and [c for c in realworld.CASES if realworld.CASES[c].never_compressed] == clean
+    assert [c for c, case in realworld.CASES.items() if case.clean_truth] == clean + list(high)
+    # per-QF cases, 4:4:4 at 90, then the clean-truth ones without the reference with a JPEG history
+    assert info["images"] == 4 * (len(per_qf) * len(qfs) + 1) + 3 * (len(clean) + len(high))
     searched = {c for c, case in realworld.CASES.items() if case.search}
-    assert searched == {"double_shifted", "double_shifted_90"} | {c for c in realworld.CASES if "resized" in c}
+    tables = {c for c in realworld.CASES if c.startswith("tables_")}
+    assert len(tables) == 4
+    assert searched == {"double_shifted", "double_shifted_90"} | {c for c in realworld.CASES if "resized" in c} | tables
     resized = {"resized": 0.75, "resized_050": 0.5, "resized_090": 0.9}
     resized_jpeg = {"resized_050_jpeg95": 0.5, "resized_075_jpeg95": 0.75, "resized_090_jpeg95": 0.9}
     h, w = sources["a"].shape[:2]
     for case, qf, folder in realworld.case_folders(root, qfs):
         ext = realworld.CASES[case].ext
-        expected = [n for n in names if not (case in clean and n == "old")]
+        expected = [n for n in names if not (realworld.CASES[case].clean_truth and n == "old")]
         assert sorted(p.stem for p in folder.iterdir() if p.suffix == ext) == expected, (case, qf)
         data = (folder / f"a{ext}").read_bytes()
         decoded = images.decode_image(data).rgb
@@ -147,6 +152,14 @@ def test_realworld_cases(preset, tmp_path, sources):
             assert decoded.shape == (*_size(h, w, resized_jpeg[case]), 3)
         elif case == "q90_444":
             assert jpeg.read_header(data).subsampling == "4:4:4" and jpeg.jpeg_quality(data) == (90, True)
+        elif case in high:
+            assert (jpeg.jpeg_quality(data)[0], jpeg.read_header(data).subsampling) == high[case]
+            assert "quantization lattice" in (folder / "excluded.json").read_text()
+        elif case in tables:
+            header = jpeg.read_header(data)
+            luma, chroma = realworld.TABLES[case][1](qf)
+            assert np.array_equal(header.luma.ravel(), np.ravel(luma)) and not header.exact, case
+            assert np.array_equal(header.chroma.ravel(), np.ravel(chroma)), case
         elif case in clean:
             scale = {"never_compressed": 1.0, "never_compressed_down": 0.5, "never_compressed_up": 1.5}[case]
             assert data.startswith(b"\x89PNG") and decoded.shape == (*_size(h, w, scale), 3)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.core import images, jpeg
+from pipeline.core.tables import MOZJPEG, scale_table
 
 CROP = (3, 5)  # rows, columns cut from the top-left after decoding: the grid moves to (5, 3)
 SHIFT = 4  # double JPEG: pixels cut before the second compression
@@ -48,7 +49,10 @@ def _cropped(rgb: np.ndarray, n: tuple[int, int] = CROP) -> np.ndarray:
 class Case:
     """make(gt, qf) -> file bytes; reference(gt) -> what the restored file is compared with;
     per_qf: False for the cases made once (their ``fixed_qf``, or never compressed); search: no
-    exact QF to restore at, so the evaluate stage also finds the best hand-picked one."""
+    exact QF to restore at, so the evaluate stage also finds the best hand-picked one;
+    clean_truth: scored only against references without a JPEG history of their own (a
+    never-compressed photo, or a high-quality JPEG whose restoration would remove the
+    reference's own artifacts too: BSDS500's references are JPEG 95s)."""
 
     title: str
     ext: str
@@ -57,6 +61,7 @@ class Case:
     per_qf: bool = True
     fixed_qf: int | None = None
     search: bool = False
+    clean_truth: bool = False
 
     @property
     def never_compressed(self) -> bool:
@@ -102,6 +107,39 @@ def _never_compressed(title: str, scale: float, interpolation: int) -> Case:
         lambda gt, q: images.encode_png(_resize(gt, scale, interpolation)),
         lambda gt: _resize(gt, scale, interpolation),
         per_qf=False,
+        clean_truth=True,
+    )
+
+
+# Other encoders' tables at about QF q (natural order): a camera's (IJG's, each step scaled by a
+# fixed 0.7-1.3), mozjpeg's default (scaled like IJG's), luma and chroma at different qualities,
+# and flat tables (every step the IJG luma DC step at q).
+_CAMERA = np.random.default_rng(0).uniform(0.7, 1.3, 64)
+TABLES: dict[str, tuple[str, Callable[[int], tuple[np.ndarray, np.ndarray]]]] = {
+    "tables_camera": ("a camera's tables (IJG's, each step scaled 0.7-1.3)",
+                      lambda q: tuple(np.clip(np.rint(t * _CAMERA), 1, 255) for t in jpeg.ijg_tables(q))),
+    "tables_mozjpeg": ("mozjpeg's default tables", lambda q: (scale_table(MOZJPEG, q), scale_table(MOZJPEG, q))),
+    "tables_split": ("luma tables of QF q, chroma tables of QF q + 50",
+                     lambda q: (jpeg.ijg_tables(q)[0], jpeg.ijg_tables(min(95, q + 50))[1])),
+    "tables_flat": ("flat tables (every step the IJG luma DC step of QF q)",
+                    lambda q: (np.full(64, jpeg.ijg_tables(q)[0].ravel()[0]),) * 2),
+}  # fmt: skip
+
+
+def _tables(key: str) -> Case:
+    title, make = TABLES[key]
+    return Case(f"JPEG with {title}", ".jpg", lambda gt, q: images.encode_jpeg_tables(gt, *make(q)), search=True)
+
+
+def _high(qf: int, subsampling: str) -> Case:
+    """A single JPEG at a quality where restoring has little to gain: never made worse."""
+    return Case(
+        f"JPEG {qf}, {subsampling} chroma",
+        ".jpg",
+        lambda gt, q: _jpeg(gt, qf, subsampling),
+        per_qf=False,
+        fixed_qf=qf,
+        clean_truth=True,
     )
 
 
@@ -128,10 +166,17 @@ CASES: dict[str, Case] = {
     "resized_050_jpeg95": _resized_jpeg(0.5),
     "resized_075_jpeg95": _resized_jpeg(0.75),
     "resized_090_jpeg95": _resized_jpeg(0.9),
-    "never_compressed": Case("never compressed (PNG)", ".png", lambda gt, q: images.encode_png(gt), per_qf=False),
+    **{key: _tables(key) for key in TABLES},
+    "never_compressed": Case(
+        "never compressed (PNG)", ".png", lambda gt, q: images.encode_png(gt), per_qf=False, clean_truth=True
+    ),
     "never_compressed_down": _never_compressed(f"never compressed, downscaled by {DOWN} (PNG)", DOWN, cv2.INTER_AREA),
     "never_compressed_up": _never_compressed(f"never compressed, upscaled by {UP} (PNG)", UP, cv2.INTER_CUBIC),
     "q90_444": Case("JPEG 90, 4:4:4 chroma", ".jpg", lambda gt, q: _jpeg(gt, 90, "4:4:4"), per_qf=False, fixed_qf=90),
+    "q95_420": _high(95, "4:2:0"),
+    "q95_444": _high(95, "4:4:4"),
+    "q98_420": _high(98, "4:2:0"),
+    "q98_444": _high(98, "4:4:4"),
 }
 
 
