@@ -142,3 +142,16 @@ def test_tables_are_checked():
         images.encode_jpeg_tables(rgb, np.zeros(64), np.ones(64))
     flat = images.decode_image(images.encode_jpeg_tables(rgb, np.full(64, 24), np.full(64, 24), "4:4:4")).header
     assert flat.subsampling == "4:4:4" and set(flat.luma.ravel()) == {24}
+
+
+def test_an_earlier_compression_under_a_header_is_restored(restorer):
+    """QF 10, shifted by 4 px, re-saved at QF 30: the header says 30, the detector reads the
+    stronger compression under it, and restoring at its QF gains more than at the header's."""
+    gt = skdata.astronaut()
+    lq = np.ascontiguousarray(images.decode_jpeg(images.encode_jpeg(gt, 10))[4:, 4:])
+    data, ref = images.encode_jpeg(lq, 30), gt[4:, 4:]
+    d, shown, out = restore(restorer, data)
+    assert d.source == "detector" and d.qf <= 20 and "header says 30" in d.message, d
+    header_only = restorer.replace(qf=30.0)
+    _, _, at_header = restore(header_only, data)
+    assert gain(ref, shown, out) > gain(ref, shown, at_header) + 0.2

@@ -75,12 +75,15 @@ ESTIMATE_CROP = 1024
 # header's QF and is read least surely (a QF 98 file over a QF 95 one was restored at 88: -4.9 dB).
 EARLIER_MARGIN = 10.0
 EARLIER_MAX_QF = 80.0
-# ... and only where the restoration network's own QF estimator agrees that the pixels show a
-# compression below the header's: fine grain under a QF 92-98 header (generated textures) was
-# read as an earlier compression at QF 64-76 and restoring it there lost 0.3-7.4 dB; the
-# estimator reads such photos at 97-99, while training photos compressed at QF 10-70, resized by
-# 0.75-1 and re-saved at QF 90-95 read at most 92 (at 0.5, where blocks shrink to 4 px, a
-# fifth to two thirds read above the margin and keep the header's QF: the cost of this guard).
+# ... and, under a header of QF 85 and up, only where the restoration network's own QF estimator
+# agrees that the pixels show a compression below the header's: fine grain under a QF 92-98
+# header (generated textures) was read as an earlier compression at QF 64-76 and restoring it
+# there lost 0.3-7.4 dB; the estimator reads such photos at 97-99, while training photos
+# compressed at QF 10-70, resized by 0.75-1 and re-saved at QF 90-95 read at most 92 (at 0.5,
+# where blocks shrink to 4 px, a fifth to two thirds read above the margin and keep the header's
+# QF: the cost of this guard). Under a lower header the estimator reads the header's own
+# compression on its grid (QF 21-30 under a QF 30 one hiding a QF 10), so it cannot corroborate.
+EARLIER_GUARD_FROM = 85.0
 EARLIER_ESTIMATE_MARGIN = 5.0
 # Gentler restoring at high quality: the share of the correction kept at these QFs (linear in
 # between; all of it below, none above), per chroma subsampling. Measured on 40 training crops
@@ -186,9 +189,7 @@ def decide(
         if (
             reading.earlier
             and reading.qf_eff <= min(hq - EARLIER_MARGIN, EARLIER_MAX_QF)
-            and estimate is not None
-            and (est := estimate_on_grid(estimate, image, (0, 0))) is not None
-            and est <= hq - EARLIER_ESTIMATE_MARGIN
+            and (hq < EARLIER_GUARD_FROM or _estimate_agrees(estimate, image, hq))
         ):
             q = round(reading.qf_eff, 1)
             d = Decision(q, "detector", (0, 0), f"{reading.text}; header says {hq:g}")
@@ -201,6 +202,13 @@ def decide(
     offset = rules.offset if rules.source == "estimated" else blocking_grid(image)
     q = round(reading.qf_eff, 1)
     return _gently(Decision(q, "detector", offset, f"{reading.text}{_grid_text(offset)}"), reading.text)
+
+
+def _estimate_agrees(estimate: EstimateFn | None, image: np.ndarray, header_qf: float) -> bool:
+    """Whether the learned estimator, on the file's grid, reads the photo at least
+    EARLIER_ESTIMATE_MARGIN below its header's QF."""
+    est = None if estimate is None else estimate_on_grid(estimate, image, (0, 0))
+    return est is not None and est <= header_qf - EARLIER_ESTIMATE_MARGIN
 
 
 def blocking_grid(image: np.ndarray, side: int = 1024) -> tuple[int, int]:
