@@ -155,3 +155,14 @@ def test_an_earlier_compression_under_a_header_is_restored(restorer):
     header_only = restorer.replace(qf=30.0)
     _, _, at_header = restore(header_only, data)
     assert gain(ref, shown, out) > gain(ref, shown, at_header) + 0.2
+
+
+def test_a_header_above_95_is_kept(restorer):
+    """Resized after a QF 20 compression, then saved at QF 98: near lossless, restored as its
+    header says (all but none of the correction at 98), whatever the pixels show under it."""
+    gt = skdata.astronaut()
+    lq = resized(images.decode_jpeg(images.encode_jpeg(gt, 20)), 0.75)
+    d, shown, out = restore(restorer, images.encode_jpeg(lq, 98))
+    assert d.source == "header" and d.qf == 98 and d.reading, d
+    d95 = restore(restorer, images.encode_jpeg(lq, 95))[0]
+    assert d95.source == "detector" and d95.qf < 60, d95

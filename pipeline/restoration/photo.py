@@ -84,6 +84,10 @@ EARLIER_MAX_QF = 80.0
 # QF: the cost of this guard). Under a lower header the estimator reads the header's own
 # compression on its grid (QF 21-30 under a QF 30 one hiding a QF 10), so it cannot corroborate.
 EARLIER_GUARD_FROM = 85.0
+# Above QF 95 a header is kept whatever the pixels show: a QF 98 file is near lossless, and
+# where it hides an earlier compression (LIVE1's flowers, whose reference is an old JPEG itself)
+# restoring at that QF moved the photo 1.1 dB (4:2:0) to 6.0 dB (4:4:4) away from its reference.
+EARLIER_HEADER_MAX = 95.0
 EARLIER_ESTIMATE_MARGIN = 5.0
 # Gentler restoring at high quality: the share of the correction kept at these QFs (linear in
 # between; all of it below, none above), per chroma subsampling. Measured on 40 training crops
@@ -188,6 +192,7 @@ def decide(
             return _gently(rules, reading.text)
         if (
             reading.earlier
+            and hq <= EARLIER_HEADER_MAX
             and reading.qf_eff <= min(hq - EARLIER_MARGIN, EARLIER_MAX_QF)
             and (hq < EARLIER_GUARD_FROM or _estimate_agrees(estimate, image, hq))
         ):
