@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from models.pretrained.recipe.model_card_detector import LIMITS as DETECTOR_LIMITS
+from models.pretrained.recipe.model_card_detector import section as detector_section
 from pipeline.restoration import photo
 
 HERE = Path("models/pretrained")
@@ -121,23 +123,6 @@ def projection_rows(proj: dict) -> list[str]:
     return rows
 
 
-def real_world_rows(rw: dict) -> list[str]:
-    rows = []
-    for set_name, v in rw["real_world"].items():
-        for r in v["cases"]:
-            used = "-" if r["qf_used_mean"] is None else f"{r['qf_used_mean']:.0f}"
-            sources = ", ".join(f"{k} {n}" for k, n in r["sources"].items())
-            rows.append(
-                f"| {set_name} | {r['title']} | {r['qf'] if r['qf'] is not None else '-'} | {r['psnr_in']:.2f} "
-                f"| {r['psnr_out']:.2f} | {r['gain']:+.2f} | {used} | {r['unchanged']:.0%} | {sources} |"
-            )
-        for case, note in v.get("excluded", {}).items():
-            rows.append(
-                f"| {set_name} | {case}: {len(note['images'])} references left out ({note['reason']}) | | | | | | | |"
-            )
-    return rows
-
-
 def calibration_rows(cal: dict) -> list[str]:
     titles = {
         "clean": "never compressed (train-extra: whole, crop, down/upscaled, gamma)",
@@ -162,7 +147,6 @@ def main() -> int:
     bench_before = json.loads((PROV / "round2_bench_before_h100.json").read_text())
     bench_after = json.loads((PROV / "round2_bench_after_h100.json").read_text())
     loader = json.loads((PROV / "round2_loader_h100.json").read_text())
-    rw = json.loads((PROV / "real_world.json").read_text())
     cal = json.loads((PROV / "calibrate_clean.json").read_text())["summary"]
     proj_file = PROV / "projection.json"
     proj_table = (
@@ -253,20 +237,7 @@ distributed JPEGs are the ground truth, as in the published tables.
 |---|---|---|---|---|---|---|
 {chr(10).join(bsds_rows(bsds))}
 
-## Photos as users have them
-
-`python -m models.pretrained.recipe.realworld_eval --ckpt models/pretrained/model.pt --set LIVE1=../shared/datasets/LIVE1
---set BSDS500=<every 4th image of ../shared/datasets/BSDS500/test> --qfs 10,30` runs the evaluate stage's own real-world code
-(`stages/make_testsets.py realworld`, `stages/evaluate.py real_world_results`, projection
-`{rw["projection"]}`): each reference made into the file a user would bring, restored as
-`restore` does (header read; grid, QF and projection decided by `pipeline/restoration/photo.py`). PSNR of
-identical images is shown as 100 dB. "QF used" is the mean conditioning quality (the truth of a
-double JPEG is its first, stronger compression).
-
-| set | case | QF | PSNR in | PSNR out | gain | QF used | unchanged | decided by |
-|---|---|---|---|---|---|---|---|---|
-{chr(10).join(real_world_rows(rw))}
-
+{detector_section()}
 ## Quantization-constraint projection
 
 `python -m models.pretrained.recipe.measure_projection --ckpt models/pretrained/model.pt --gt ../shared/datasets/LIVE1
@@ -335,13 +306,7 @@ of the time (median over log windows), and nvidia-smi showed the GPU busy {util:
 - About {wall / 60:.0f} minutes of training in all: {gap:.2f} dB behind FBCNN on average at QF 10-40 (blind).
 {worse_line}
 - LIVE1 and BSDS500 only here; `dvc repro` with the full preset also scores Urban100.
-- A photo compressed, shifted without cropping to the grid and compressed again at a higher
-  quality keeps no lattice of the first compression and, on photos, no clear blocking of it
-  either: it is restored at the header's (second) quality, which under-cleans it.
-- Most JPEGs resized after decoding keep no JPEG trace the rule trusts: they are left unchanged
-  (the real-world table's "unchanged" column), and those restored are read well above their
-  original quality, so restored gently. Telling them from photos never compressed needs a
-  classifier trained for it, not another threshold.
+{DETECTOR_LIMITS}
 - Batch and patch size were not tuned for quality per minute (each try costs a training run);
   batch 64 of 128x128 as in the earlier phases.
 """
