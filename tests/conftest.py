@@ -179,3 +179,23 @@ def camera_jpeg(rgb: np.ndarray, qf: int = 90, orientation: int = 1, **exif_args
     exif = camera_exif(rgb.shape[1], rgb.shape[0], orientation, **exif_args)
     Image.fromarray(rgb).save(buf, "JPEG", quality=qf, exif=b"Exif\x00\x00" + exif, icc_profile=icc_profile(), xmp=XMP)
     return buf.getvalue()
+
+
+TINY_QACNET = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
+
+
+def tiny_checkpoint(path: Path, seed: int) -> Path:
+    """A tiny QACNet (``TINY_QACNET``) with randomized weights (untrained it is the identity), as a
+    checkpoint file."""
+    import torch
+
+    from pipeline.models import build_model
+    from pipeline.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build_model("qacnet", **TINY_QACNET)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn_like(p))
+    save_checkpoint(path, "qacnet", TINY_QACNET, model, {})
+    return path

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_image
+from conftest import smooth_image, tiny_checkpoint
 
 from pipeline.core import files, images
-from pipeline.models import build_model
-from pipeline.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.models.checkpoint import load_checkpoint
 from pipeline.restoration import engines, export, tiles
 
-KWARGS = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
 RUNTIMES = [
     pytest.param(n, marks=pytest.mark.skipif(not engines.installed(n), reason=f"{n} not installed"))
     for n in ("onnxruntime", "openvino")
@@ -26,20 +24,9 @@ RUNTIMES = [
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def write_ckpt(path: Path, seed: int) -> Path:
-    """A tiny QACNet with randomized weights (untrained it is the identity), as a checkpoint file."""
-    torch.manual_seed(seed)
-    model = build_model("qacnet", **KWARGS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.03 * torch.randn_like(p))
-    save_checkpoint(path, "qacnet", KWARGS, model, {})
-    return path
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_ckpt(tmp_path_factory.mktemp("ckpt") / "model.pt", 0)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", 0)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +63,7 @@ def test_every_engine_carries_the_models_estimator(ckpt: Path, lq: np.ndarray) -
 
 @pytest.mark.skipif(not engines.installed("onnxruntime"), reason="onnxruntime not installed")
 def test_onnx_cache_is_keyed_by_the_checkpoint_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_ckpt(tmp_path / "model.pt", 0)
+    path = tiny_checkpoint(tmp_path / "model.pt", 0)
     exports: list[Path] = []
     real = export.export_onnx
     monkeypatch.setattr(export, "export_onnx", lambda m, p: exports.append(p) or real(m, p))
@@ -85,7 +72,7 @@ def test_onnx_cache_is_keyed_by_the_checkpoint_content(tmp_path: Path, monkeypat
     engines.build_engine("onnxruntime", model, path)  # cached: not exported again
     assert len(exports) == 1 and exports[0] == engines.onnx_path(path) and exports[0].parent == tmp_path
     assert exports[0].name == f"model.{files.sha256_file(path)[:16]}.onnx"
-    write_ckpt(path, 1)  # a new checkpoint in the same file: a new graph
+    tiny_checkpoint(path, 1)  # a new checkpoint in the same file: a new graph
     engines.build_engine("onnxruntime", load_checkpoint(path)[0], path)
     assert len(exports) == 2 and exports[1] != exports[0]
 

@@ -8,34 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import smooth_image
+from conftest import smooth_image, tiny_checkpoint
 
 from pipeline import quantize
 from pipeline import restore as restore_cli
 from pipeline.core import images
-from pipeline.models import build_model
-from pipeline.models.checkpoint import save_checkpoint
 from pipeline.restoration import engines
 
 needs_openvino = pytest.mark.skipif(not engines.installed("openvino"), reason="openvino not installed")
-KWARGS = {"width": 8, "mid_blocks": 1, "emb_dim": 16, "estimator_width": 16}
-
-
-def tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    model = build_model("qacnet", **KWARGS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.03 * torch.randn_like(p))
-    save_checkpoint(path, "qacnet", KWARGS, model, {})
-    return path
 
 
 @needs_openvino
 @pytest.mark.skipif(not engines.installed("nncf"), reason="nncf not installed")
 def test_quantize_then_restore_in_int8(tmp_path: Path, capsys, one_torch_thread) -> None:
-    ckpt = tiny(tmp_path / "model.pt", 0)
+    ckpt = tiny_checkpoint(tmp_path / "model.pt", 0)
     for i in range(6):
         images.write_png(tmp_path / "photos" / f"{i}.png", smooth_image(160, 200, seed=i))
     assert quantize.main(["--ckpt", str(ckpt), "--photos", str(tmp_path / "photos"), "--patches", "8"]) == 0
@@ -58,7 +44,7 @@ def test_quantize_then_restore_in_int8(tmp_path: Path, capsys, one_torch_thread)
 
 @needs_openvino
 def test_int8_without_its_graph_falls_back_and_says_why(tmp_path: Path, capsys) -> None:
-    ckpt = tiny(tmp_path / "model.pt", 1)
+    ckpt = tiny_checkpoint(tmp_path / "model.pt", 1)
     engine = engines.build_engine("openvino", None, ckpt, "int8")
     want = "bf16" if engines.native_bf16() else "f32"
     assert engine.precision == want and "no int8 graph for this model" in engine.label
@@ -73,7 +59,7 @@ def test_int8_without_its_graph_falls_back_and_says_why(tmp_path: Path, capsys) 
 
 
 def test_without_openvino_or_nncf_int8_falls_back_cleanly(tmp_path: Path, monkeypatch, capsys) -> None:
-    ckpt = tiny(tmp_path / "model.pt", 2)
+    ckpt = tiny_checkpoint(tmp_path / "model.pt", 2)
     monkeypatch.setitem(sys.modules, "nncf", None)  # ``import nncf`` now raises ImportError
     assert quantize.main(["--ckpt", str(ckpt), "--photos", str(tmp_path)]) == 2
     assert "need OpenVINO and NNCF" in capsys.readouterr().err

@@ -148,12 +148,6 @@ class Detector:
         ``jpeg.Header`` (None for a PNG, or to read from the pixels alone)."""
         return self.interpret(self.outputs(features(rgb, header)[None])[0], header)
 
-    @property
-    def sha256(self) -> str:
-        from pipeline.core.files import sha256_file
-
-        return sha256_file(self.path) if self.path is not None else ""
-
     def save(self, path: str | Path) -> Path:
         """Write the weights file atomically (``load`` reads it)."""
         path = Path(path)

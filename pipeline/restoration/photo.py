@@ -139,12 +139,17 @@ def align(image: np.ndarray, offset: tuple[int, int]) -> tuple[np.ndarray, tuple
     return np.pad(image, ((py, 0), (px, 0), (0, 0)), mode=mode), (py, px)
 
 
+def centre_crop(image: np.ndarray, side: int = ESTIMATE_CROP) -> np.ndarray:
+    """The centre of ``image``, at most ``side`` px square, cut on its 8x8 grid: read on a 12 MP
+    photo, it costs what a 1 MP one does (a photo's compression is the same all over)."""
+    h, w = image.shape[:2]
+    y, x = max(0, (h - side) // 16 * 8), max(0, (w - side) // 16 * 8)
+    return image[y : y + side, x : x + side]
+
+
 def estimate_on_grid(estimate: EstimateFn, image: np.ndarray, offset: tuple[int, int]) -> float | None:
     """The learned QF estimate on the grid at ``offset``, from a centre crop of a large photo."""
-    image = align(image, offset)[0]
-    h, w = image.shape[:2]
-    y, x = max(0, (h - ESTIMATE_CROP) // 16 * 8), max(0, (w - ESTIMATE_CROP) // 16 * 8)  # on the grid
-    return estimate(image[y : y + ESTIMATE_CROP, x : x + ESTIMATE_CROP])
+    return estimate(centre_crop(align(image, offset)[0]))
 
 
 def _grid_text(offset: tuple[int, int]) -> str:
@@ -216,12 +221,9 @@ def _estimate_agrees(estimate: EstimateFn | None, image: np.ndarray, header_qf: 
     return est is not None and est <= header_qf - EARLIER_ESTIMATE_MARGIN
 
 
-def blocking_grid(image: np.ndarray, side: int = 1024) -> tuple[int, int]:
-    """The 8x8 grid of a photo's blocking (``estimation_grid``) read on its centre, at most
-    ``side`` px square, cut on the grid: a 12 MP photo costs what a 1 MP one does."""
-    h, w = image.shape[:2]
-    y, x = max(0, (h - side) // 16 * 8), max(0, (w - side) // 16 * 8)
-    return estimation_grid(jpeg.find_grid(np.ascontiguousarray(image[y : y + side, x : x + side])))
+def blocking_grid(image: np.ndarray) -> tuple[int, int]:
+    """The 8x8 grid of a photo's blocking (``estimation_grid``), read on its centre crop."""
+    return estimation_grid(jpeg.find_grid(np.ascontiguousarray(centre_crop(image))))
 
 
 def decide_by_rules(

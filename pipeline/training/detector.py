@@ -20,9 +20,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from pipeline.params import DetectorParams
 from pipeline.restoration import history
@@ -30,13 +31,10 @@ from pipeline.training import calibration
 from pipeline.training.samples import split, synthesize
 
 
-def _losses(net: Any, x: Any, y: dict[str, Any]) -> Any:
+def _losses(net: nn.Module, x: torch.Tensor, y: dict[str, torch.Tensor]) -> torch.Tensor:
     """jpeg: BCE weighted by how much the compression left to restore; qf: L1 over compressed
     samples, an estimate too low costing 1.5x (restoring too hard loses more than too gently);
     earlier: BCE over photos with a header; resize: L1 on log2 of the factor."""
-    import torch
-    from torch import nn
-
     out = net((x - net.mean) / net.std)
     logit, qf, earlier, log_scale = out[:, 0], 1.0 + 99.0 * torch.sigmoid(out[:, 1]), out[:, 2], out[:, 3]
     bce = nn.functional.binary_cross_entropy_with_logits
@@ -52,9 +50,6 @@ def _losses(net: Any, x: Any, y: dict[str, Any]) -> Any:
 def train(p: DetectorParams, x: np.ndarray, y: dict[str, np.ndarray]) -> history.Detector:
     """The MLP fitted to features ``x`` (N, F) and labels ``y`` (arrays of N), as a NumPy
     ``history.Detector`` (thresholds still to calibrate)."""
-    import torch
-    from torch import nn
-
     torch.manual_seed(p.seed)
     net = nn.Sequential(
         nn.Linear(x.shape[1], p.hidden), nn.ReLU(), nn.Dropout(p.dropout),
@@ -83,8 +78,6 @@ def train(p: DetectorParams, x: np.ndarray, y: dict[str, np.ndarray]) -> history
 def fit(p: DetectorParams, set_dirs: Sequence[Path]) -> history.Detector:
     """Synthesize, train and calibrate: the detector with its thresholds and the facts of its
     training in ``meta`` (params, photos, samples, calibration figures, seconds)."""
-    import torch
-
     t0 = time.perf_counter()
     torch.set_num_threads(1)  # a small MLP: a second thread only waits (60 ms a step instead of 7 on 2 busy cores)
     train_photos, held = split(set_dirs, p)

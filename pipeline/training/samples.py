@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from pipeline.core import images
 from pipeline.params import DetectorParams
@@ -63,8 +64,6 @@ def split(set_dirs: Sequence[Path], p: DetectorParams) -> tuple[Photos, Photos]:
 
 def worker_init() -> None:
     # One process per core: keep OpenCV and torch from starting threads of their own.
-    import torch
-
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
