@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from models.pretrained.recipe.model_card_detector import LIMITS as DETECTOR_LIMITS
+from models.pretrained.recipe.model_card_detector import header_histories, limits
 from models.pretrained.recipe.model_card_detector import section as detector_section
 from pipeline.restoration import photo
 
@@ -306,7 +306,7 @@ of the time (median over log windows), and nvidia-smi showed the GPU busy {util:
 - About {wall / 60:.0f} minutes of training in all: {gap:.2f} dB behind FBCNN on average at QF 10-40 (blind).
 {worse_line}
 - LIVE1 and BSDS500 only here; `dvc repro` with the full preset also scores Urban100.
-{DETECTOR_LIMITS}
+{limits(header_histories())}
 - Batch and patch size were not tuned for quality per minute (each try costs a training run);
   batch 64 of 128x128 as in the earlier phases.
 """
