@@ -33,7 +33,7 @@ def test_header_histories_explain_every_kept_header(restorer, tmp_path):
         assert r["best_gain"] >= 0 and r["best_qf"] in (10, 30, 50, 70, 90)
         assert r["kind"] != "single" or not r["earlier"]
         if r["source"] == "header" and r["earlier"]:  # photo.decide kept the header: one of its tests said so
-            assert r["kept_by"] and set(r["kept_by"]) <= set(hh.REASONS), r
+            assert r["kept_by"] and set(r["kept_by"]) <= set(photo.EARLIER_KEPT_BY), r
         if r["source"] == "header":
             assert r["gain"] == r["header_gain"]
     s = hh.summary(rows)

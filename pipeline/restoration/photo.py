@@ -195,12 +195,7 @@ def decide(
         hq = history.header_qf(header)
         if rules.source == "estimated":  # strong blocking on a shifted grid under the header: kept
             return _gently(rules, reading.text)
-        if (
-            reading.earlier
-            and hq <= EARLIER_HEADER_MAX
-            and reading.qf_eff <= min(hq - EARLIER_MARGIN, EARLIER_MAX_QF)
-            and (hq < EARLIER_GUARD_FROM or _estimate_agrees(estimate, image, hq))
-        ):
+        if not earlier_kept_by(reading, hq, estimate, image):
             q = round(reading.qf_eff, 1)
             d = Decision(q, "detector", (0, 0), f"{reading.text}; header says {hq:g}")
             return _gently(dataclasses.replace(d, subsampling=header.subsampling), reading.text)
@@ -212,6 +207,31 @@ def decide(
     offset = rules.offset if rules.source == "estimated" else blocking_grid(image)
     q = round(reading.qf_eff, 1)
     return _gently(Decision(q, "detector", offset, f"{reading.text}{_grid_text(offset)}"), reading.text)
+
+
+EARLIER_KEPT_BY = ("flag below threshold", "header above 95", "QF read above the limit", "estimator disagrees")
+
+
+def earlier_kept_by(
+    reading: history.Reading, hq: float, estimate: EstimateFn | None, image: np.ndarray, every: bool = False
+) -> list[str]:
+    """Which of the tests (EARLIER_KEPT_BY) keep a JPEG file's header QF ``hq`` over the earlier
+    compression the detector's ``reading`` shows ([]: the detector overrules the header). In
+    order, stopping at the first that fails unless ``every``: the estimator, the costly test,
+    runs last and only when the others pass."""
+    tests = (
+        lambda: reading.earlier,
+        lambda: hq <= EARLIER_HEADER_MAX,
+        lambda: reading.qf_eff <= min(hq - EARLIER_MARGIN, EARLIER_MAX_QF),
+        lambda: hq < EARLIER_GUARD_FROM or _estimate_agrees(estimate, image, hq),
+    )
+    failed = []
+    for name, passes in zip(EARLIER_KEPT_BY, tests):
+        if not passes():
+            failed.append(name)
+            if not every:
+                break
+    return failed
 
 
 def _estimate_agrees(estimate: EstimateFn | None, image: np.ndarray, header_qf: float) -> bool:

@@ -39,7 +39,6 @@ from pipeline.training import samples as S
 
 KINDS = ("single", "resized, re-saved", "shifted, recompressed")
 PER_PHOTO = {"single": 6, "resized, re-saved": 6, "shifted, recompressed": 4}
-REASONS = ("header above 95", "flag below threshold", "QF read above the limit", "estimator disagrees")
 
 
 def draw(kind: str, rng: np.random.Generator) -> H.History:
@@ -60,24 +59,6 @@ def draw(kind: str, rng: np.random.Generator) -> H.History:
             crop = (int(rng.integers(0, 8)), int(rng.integers(0, 8)))
         h = H.History(q1, crop=crop, qf2=min(98, q1 + int(rng.choice([10, 20, 30, 40]))))
     return H.first_jpeg(h, "ijg", rng)
-
-
-def kept_by(r: Restorer, out: np.ndarray, lq: np.ndarray, hq: float) -> list[str]:
-    """Which of ``photo.decide``'s tests kept the header over an earlier compression (``out``:
-    the detector's outputs for the file)."""
-    det = r.detector
-    why = []
-    if hq > photo.EARLIER_HEADER_MAX:
-        why.append(REASONS[0])
-    if out[2] <= det.thresholds["earlier"]:
-        why.append(REASONS[1])
-    if out[1] > min(hq - photo.EARLIER_MARGIN, photo.EARLIER_MAX_QF):
-        why.append(REASONS[2])
-    if hq >= photo.EARLIER_GUARD_FROM:
-        est = photo.estimate_on_grid(r.engine.estimate, lq, (0, 0))
-        if est is None or est > hq - photo.EARLIER_ESTIMATE_MARGIN:
-            why.append(REASONS[3])
-    return why
 
 
 def measure(
@@ -117,8 +98,9 @@ def measure(
                        "gain": gain(d), "header_gain": gain(at_header) if at_header.source == "header" else None,
                        "best_qf": best_qf, "best_gain": max(best, 0.0)}  # fmt: skip
                 if d.source == "header" and label["earlier"]:
-                    out = r.detector.outputs(history.features(lq, header)[None])[0]
-                    row["qf_read"], row["kept_by"] = float(out[1]), kept_by(r, out, lq, hq)
+                    reading = r.detector.read(lq, header)
+                    row["qf_read"] = reading.qf_eff
+                    row["kept_by"] = photo.earlier_kept_by(reading, hq, r.engine.estimate, lq, every=True)
                 rows.append(row)
         print(f"{Path(path).name}: {len(rows)} files", flush=True)
     return rows
@@ -140,7 +122,7 @@ def summary(rows: list[dict]) -> dict:
              "worse_than_header": sum(x["gain"] < x["header_gain"] - 0.05 for x in sel if x["header_gain"] is not None),
              "earlier_kept": len(kept)}  # fmt: skip
         if kept:
-            s["kept_by"] = {k: sum(k in x["kept_by"] for x in kept) for k in REASONS}
+            s["kept_by"] = {k: sum(k in x["kept_by"] for x in kept) for k in photo.EARLIER_KEPT_BY}
             s["kept_lost"] = round(float(np.mean([x["best_gain"] - x["gain"] for x in kept])), 3)
             s["kept_qf_read_minus_best"] = round(float(np.median([x["qf_read"] - x["best_qf"] for x in kept])), 1)
         out[kind] = s
@@ -172,7 +154,7 @@ def shifted_rows(r: Restorer, paths: list[str], qfs: tuple[int, ...] = (10, 30, 
 
             d = r.decide(dec.rgb, dec.header)
             rules = photo.decide(r.engine.estimate, dec.rgb, dec.header, None, None)
-            qf_read = round(float(r.detector.outputs(history.features(dec.rgb, dec.header)[None])[0][1]), 1)
+            qf_read = round(r.detector.read(dec.rgb, dec.header).qf_eff, 1)
             sub = dec.header.subsampling
             at_read = photo.Decision(
                 qf_read, "detector", (0, 0), "", subsampling=sub, blend=photo.blend_for(qf_read, sub)
