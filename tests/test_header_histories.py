@@ -39,6 +39,12 @@ def test_header_histories_explain_every_kept_header(restorer, tmp_path):
     s = hh.summary(rows)
     assert {k: v["n"] for k, v in s.items()} == per
     assert all(v["overruled"] == sum(r["source"] != "header" for r in rows if r["kind"] == k) for k, v in s.items())
+    # The small photos' pass: a kind it skips makes no row, the others are summarized under their own name.
+    small = {"single": 1, "resized, re-saved": 1, "shifted, recompressed": 0}
+    rows = hh.measure(restorer, [str(path)], (10, 50, 90), seed=4, per_photo=small, sides=(96, 128), suffix=", small")
+    assert [r["kind"] for r in rows] == ["single, small", "resized, re-saved, small"]
+    assert all(r["header_qf"] == r["qf2"] for r in rows)  # every file ends in an IJG JPEG: its header is read
+    assert list(hh.summary(rows)) == ["single, small", "resized, re-saved, small"]
 
 
 def test_the_double_shifted_ceiling(restorer, tmp_path):

@@ -7,12 +7,13 @@ photos (never a test image), and how fine textures under a high-quality header f
         --params presets/full.yaml --json models/pretrained/provenance/header_histories.json
 
 The held-out photos are those the detector beside ``--ckpt`` was calibrated on (its record's
-clean sets, skipped sets and hold-out rule). Each goes through JPEG files of three kinds: a
-single JPEG (QF 20-98); a JPEG resized (x0.5-1.2, any filter) and re-saved at QF 85-97; a JPEG
-shifted by 1-7 px and compressed again 10-40 higher. For each file: the gain of the decision
-(``Restorer.decide``, as ``restore`` decides), of the header's QF, and of the best hand-picked
-QF (``scoring.hill_climb`` over ``evaluate.best_qf_grid``, as the evaluate stage's real-world
-cases); where a file hides an earlier compression and its header was kept, which of
+clean sets, skipped sets and hold-out rule). Each goes, cut to 400-640 px a side, through JPEG
+files of three kinds: a single JPEG (QF 20-98); a JPEG resized (x0.5-1.2, any filter) and
+re-saved at QF 85-97; a JPEG shifted by 1-7 px and compressed again 10-40 higher; and, cut to
+160-360 px (a small photo), through single and resized, re-saved ones again. For each file:
+the gain of the decision (``Restorer.decide``, as ``restore`` decides), of the header's QF, and
+of the best hand-picked QF (``scoring.hill_climb`` over ``evaluate.best_qf_grid``, as the
+evaluate stage's real-world cases); where a file hides an earlier compression and its header was kept, which of
 ``photo.decide``'s tests kept it. Then generated textures (grain, fine stripes, 1/f noise) saved
 at QF 85-98: how often the header is overruled and how often restoring makes them worse.
 """
@@ -39,6 +40,11 @@ from pipeline.training import samples as S
 
 KINDS = ("single", "resized, re-saved", "shifted, recompressed")
 PER_PHOTO = {"single": 6, "resized, re-saved": 6, "shifted, recompressed": 4}
+SIDES = (400, 640)
+# Small photos (a BSDS500 photo halved is 240x160): the same photos cut to this size, single and
+# resized, re-saved files only; their rows' kind names the size.
+SMALL_SIDES = (160, 360)
+SMALL_PER_PHOTO = {"single": 6, "resized, re-saved": 6, "shifted, recompressed": 0}
 
 
 def draw(kind: str, rng: np.random.Generator) -> H.History:
@@ -67,10 +73,11 @@ def measure(
     grid: tuple[int, ...],
     seed: int,
     per_photo: dict[str, int] = PER_PHOTO,
-    sides: tuple[int, int] = (400, 640),
+    sides: tuple[int, int] = SIDES,
+    suffix: str = "",
 ) -> list[dict]:
     """One row per JPEG file made from the photos at ``paths`` (``per_photo`` files of each kind,
-    about ``sides`` px a side)."""
+    about ``sides`` px a side; ``suffix`` follows the kind in the rows)."""
     rng = np.random.default_rng(seed)
     rows = []
     for path in paths:
@@ -92,7 +99,7 @@ def measure(
                     lambda q, f=fixed: gain(dataclasses.replace(f, qf=float(q))), grid, label["qf"]
                 )
                 at_header = d if d.source == "header" else photo.decide(r.engine.estimate, lq, header, None, None)
-                row = {"kind": kind, "photo": Path(path).stem, "qf": h.qf, "scale": h.scale, "qf2": h.qf2,
+                row = {"kind": kind + suffix, "photo": Path(path).stem, "qf": h.qf, "scale": h.scale, "qf2": h.qf2,
                        "subsampling": h.subsampling2, "header_qf": hq, "label_qf": label["qf"],
                        "earlier": bool(label["earlier"]), "source": d.source, "qf_used": d.qf,
                        "gain": gain(d), "header_gain": gain(at_header) if at_header.source == "header" else None,
@@ -108,10 +115,8 @@ def measure(
 
 def summary(rows: list[dict]) -> dict:
     out = {}
-    for kind in KINDS:
+    for kind in dict.fromkeys(x["kind"] for x in rows):
         sel = [x for x in rows if x["kind"] == kind]
-        if not sel:
-            continue
         gain, best = float(np.mean([x["gain"] for x in sel])), float(np.mean([x["best_gain"] for x in sel]))
         hdr = [x["header_gain"] for x in sel if x["header_gain"] is not None]
         kept = [x for x in sel if "kept_by" in x]
@@ -248,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     dp = dataclasses.replace(p.detector, **{k: type(getattr(p.detector, k))(rec[k]) for k in keys if k in rec})
     _, held = S.split(args.set_dirs, dp)
     t = time.perf_counter()
-    rows = measure(r, [path for _, path in held.sources], tuple(p.evaluate.best_qf_grid), args.seed)
+    paths, grid = [path for _, path in held.sources], tuple(p.evaluate.best_qf_grid)
+    rows = measure(r, paths, grid, args.seed)
+    small = f", {SMALL_SIDES[0]}-{SMALL_SIDES[1]} px"
+    rows += measure(r, paths, grid, args.seed + 1, SMALL_PER_PHOTO, SMALL_SIDES, small)
     shifted = shifted_rows(r, [path for _, path in held.sources])
     tex = texture_rows(r)
     result = {"checkpoint": str(args.ckpt), "engine": r.label, "photos": len(held.sources),
