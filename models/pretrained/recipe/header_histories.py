@@ -13,9 +13,10 @@ re-saved at QF 85-97; a JPEG shifted by 1-7 px and compressed again 10-40 higher
 160-360 px (a small photo), through single and resized, re-saved ones again. For each file:
 the gain of the decision (``Restorer.decide``, as ``restore`` decides), of the header's QF, and
 of the best hand-picked QF (``scoring.hill_climb`` over ``evaluate.best_qf_grid``, as the
-evaluate stage's real-world cases); where a file hides an earlier compression and its header was kept, which of
-``photo.decide``'s tests kept it. Then generated textures (grain, fine stripes, 1/f noise) saved
-at QF 85-98: how often the header is overruled and how often restoring makes them worse.
+evaluate stage's real-world cases); where a file hides an earlier compression and its header
+was kept, which of ``photo.decide``'s tests kept it. Then generated textures (grain, fine
+stripes, 1/f noise) saved at QF 85-98: how often the header is overruled and how often
+restoring makes them worse.
 """
 
 from __future__ import annotations
@@ -260,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     shifted = shifted_rows(r, [path for _, path in held.sources])
     tex = texture_rows(r)
     result = {"checkpoint": str(args.ckpt), "engine": r.label, "photos": len(held.sources),
-              "seconds": round(time.perf_counter() - t), "kinds": summary(rows),
+              "seconds": round(time.perf_counter() - t), "detector_sides": rec.get("sides"),
+              "sides": list(SIDES), "small": {"sides": list(SMALL_SIDES), "suffix": small},
+              "kinds": summary(rows),
               "double_shifted": shifted_summary(shifted), "textures": texture_summary(tex),
               "rows": rows, "double_shifted_rows": shifted, "texture_rows": tex}  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -70,22 +70,26 @@ def limits(hh: dict | None = None) -> str:
   PNG (no header) is read as a JPEG resized after compression and restored: the calibration
   holds for photos (held-out training photos), not for synthetic textures."""
     small = ""
-    sk = next((k for k in (hh or {}).get("kinds", {}) if k.startswith("single, ")), None)
-    if sk:
-        ss, size = hh["kinds"][sk], sk.removeprefix("single, ")
-        rk = next((k for k in hh["kinds"] if k.startswith("resized, re-saved, ")), None)
+    if hh and "small" in hh:
+        sk, rk = (k + hh["small"]["suffix"] for k in ("single", "resized, re-saved"))
+        ss, size, full, trained = (
+            hh["kinds"][sk],
+            _px(hh["small"]["sides"]),
+            _px(hh["sides"]),
+            _px(hh["detector_sides"]),
+        )
+        single, rs = hh["kinds"]["single"], hh["kinds"]["resized, re-saved"]
         losses = [x["gain"] - x["header_gain"] for x in hh["rows"] if x["kind"] == sk and x["source"] != "header"]
-        rs_small = f" and {hh['kinds'][rk]['share']:.0%} on resized, re-saved ones," if rk else ""
         worse = ""
         if losses and max(losses) < -0.005:
             worse = f" (each worse than at the header's QF, by {-max(losses):.2f}-{-min(losses):.2f} dB)"
         elif losses:
             worse = f" (the worst {min(losses):+.2f} dB against the header's QF)"
         small = f"""
-- Small photos ({size} a side; the detector trained on 256-640 px): under a header it overrules
+- Small photos ({size} a side; the detector trained on {trained}): under a header it overrules
   {ss["overruled"]} of {ss["n"]} held-out single JPEGs{worse},
-  against {hh["kinds"]["single"]["overruled"]} of {hh["kinds"]["single"]["n"]} at 400-640 px; the decision gets {ss["share"]:.0%} of the best QF's gain on
-  single JPEGs{rs_small} against {hh["kinds"]["single"]["share"]:.0%} and {hh["kinds"]["resized, re-saved"]["share"]:.0%} at 400-640 px: fewer
+  against {single["overruled"]} of {single["n"]} at {full}; the decision gets {ss["share"]:.0%} of the best QF's gain on
+  single JPEGs and {hh["kinds"][rk]["share"]:.0%} on resized, re-saved ones, against {single["share"]:.0%} and {rs["share"]:.0%} at {full}: fewer
   blocks to read make its features noisier."""
     return f"""- Photos resized after compression and then re-saved as a high-quality JPEG are the hardest
   history: under a QF 95 header the detector flags a milder earlier compression (QF 50) or one
@@ -204,6 +208,11 @@ def acceptance(rw: dict, before: dict, cal: dict, bench: dict | None, seconds: d
     return out
 
 
+def _px(sides: list[int]) -> str:
+    """[400, 640] -> "400-640 px"."""
+    return f"{sides[0]}-{sides[1]} px"
+
+
 def _f(v: float | None, fmt: str = "+.2f") -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -238,9 +247,9 @@ def under_header(hh: dict) -> str:
     return f"""**Under a header: where the gain is lost.** `python -m models.pretrained.recipe.header_histories
 --ckpt models/pretrained/model.pt --set-dirs <the training sets> --params presets/full.yaml --json
 models/pretrained/provenance/header_histories.json` ({hh["engine"]}, {hh["seconds"]} s): the detector's
-{hh["photos"]} held-out training photos (never a test image), each cut to 400-640 px a side and saved
+{hh["photos"]} held-out training photos (never a test image), each cut to {_px(hh["sides"])} a side and saved
 as 6 single JPEGs (QF 20-98), 6 JPEGs resized by 0.5-1.2 and re-saved at QF 85-97, and 4 JPEGs
-shifted by 1-7 px and compressed again 10-40 higher (30% of the files 4:4:4); then cut to 160-360 px
+shifted by 1-7 px and compressed again 10-40 higher (30% of the files 4:4:4); then cut to {_px(hh["small"]["sides"])}
 (a small photo: BSDS500's 481x321 halved is 240x160), as 6 single and 6 resized, re-saved JPEGs
 again (the rows that name the size). Mean gains in dB; "best": the best hand-picked QF
 (`evaluate.best_qf_grid`, climbed from the QF the history calls for), per file.
